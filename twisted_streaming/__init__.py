@@ -1,0 +1,32 @@
+"""
+twisted_streaming: producers and consumers for Twisted that move a lot of data
+without eating memory, burning CPU or stalling the reactor.
+"""
+
+from twisted_streaming._push import BasePushProducer
+from twisted_streaming._util import ContextFailure
+from twisted_streaming._version import __version__
+from twisted_streaming.interfaces import (
+    ConsumerFinished,
+    IConsumer,
+    IFinishableConsumer,
+    IProducer,
+    IPullProducer,
+    IPushProducer,
+    ProducerStateError,
+    ProducerStopped,
+)
+
+__all__ = [
+    "BasePushProducer",
+    "ConsumerFinished",
+    "ContextFailure",
+    "IConsumer",
+    "IFinishableConsumer",
+    "IProducer",
+    "IPullProducer",
+    "IPushProducer",
+    "ProducerStateError",
+    "ProducerStopped",
+    "__version__",
+]

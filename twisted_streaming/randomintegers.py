@@ -1,0 +1,250 @@
+"""
+The random-integer server: the classic push-producer example, done right.
+
+On connect the server sends C{how many random integers do you want?\\r\\n};
+the client sends a decimal count N on a line (ending in C{\\n} or C{\\r\\n});
+the server sends N integers drawn uniformly from C{[minimum, maximum]}, one
+per line (C{%d\\r\\n}), then closes the connection.  A bad count gets an
+C{error: ...} line and the prompt again; a line over 1 KiB gets an error and
+the connection is closed.
+
+The integers are produced by a L{BasePushProducer} in batches of tens of KiB:
+bulk random bits are mapped through a table of pre-formatted lines, with
+rejection sampling so that every value in the range is equally likely.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+
+from twisted_streaming._push import BasePushProducer
+from twisted_streaming.interfaces import ProducerStopped
+
+__all__ = [
+    "PROMPT",
+    "IntegerLines",
+    "RandomIntegerFactory",
+    "RandomIntegerProducer",
+    "RandomIntegerProtocol",
+]
+
+_log = Logger()
+
+PROMPT = b"how many random integers do you want?\r\n"
+
+# Ranges up to this size are drawn from 16-bit values through a lookup table.
+_TABLE_BITS = 16
+_TABLE_SIZE = 1 << _TABLE_BITS
+_COUNT = re.compile(rb"[0-9]+")
+
+
+class IntegerLines:
+    """
+    Uniformly distributed random integers in C{[minimum, maximum]}, as
+    C{%d\\r\\n} lines.
+
+    For ranges of at most 65536 values, 16-bit random values index a table
+    whose entries are the formatted lines of C{minimum + value % size} for
+    values below the largest multiple of C{size}, and empty for the rest (the
+    rejected values), so no value is favoured and the whole batch is built by
+    one C{bytes.join}.  Wider ranges fall back to C{Random.randrange}.
+    """
+
+    def __init__(self, minimum: int, maximum: int, rng: random.Random) -> None:
+        if minimum > maximum:
+            raise ValueError(f"minimum {minimum} is greater than maximum {maximum}")
+        self.minimum = minimum
+        self.maximum = maximum
+        self._size = maximum - minimum + 1
+        self._rng = rng
+        self._table = _table(minimum, maximum) if self._size <= _TABLE_SIZE else None
+
+    def lines(self, count: int) -> bytes:
+        """
+        Return exactly C{count} random lines.
+        """
+        if count <= 0:
+            return b""
+        table = self._table
+        if table is None:
+            low, randrange, size = self.minimum, self._rng.randrange, self._size
+            return b"".join([b"%d\r\n" % (low + randrange(size)) for _ in range(count)])
+        accepted = _TABLE_SIZE - _TABLE_SIZE % self._size
+        pieces = []
+        got = 0
+        while got < count:
+            need = count - got
+            # Draw enough that rejections rarely force another round.
+            draws = need + need * (_TABLE_SIZE - accepted) // accepted + 16
+            values = memoryview(self._rng.randbytes(2 * draws)).cast("H")
+            chunk = b"".join(map(table.__getitem__, values))
+            made = chunk.count(b"\n")
+            if made > need:
+                end = len(chunk) - 1
+                for _ in range(made - need):
+                    end = chunk.rindex(b"\n", 0, end)
+                chunk = chunk[: end + 1]
+                made = need
+            pieces.append(chunk)
+            got += made
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+_tables: Dict[Tuple[int, int], List[bytes]] = {}
+
+
+def _table(minimum: int, maximum: int) -> List[bytes]:
+    """
+    The lookup table for C{[minimum, maximum]}, shared by every connection.
+    """
+    key = (minimum, maximum)
+    table = _tables.get(key)
+    if table is None:
+        size = maximum - minimum + 1
+        lines = [b"%d\r\n" % (minimum + i) for i in range(size)]
+        accepted = _TABLE_SIZE - _TABLE_SIZE % size
+        table = [lines[v % size] if v < accepted else b"" for v in range(_TABLE_SIZE)]
+        _tables[key] = table
+    return table
+
+
+class RandomIntegerProducer(BasePushProducer):
+    """
+    Produce C{count} random integer lines in batches of L{batchSize}.
+    """
+
+    batchSize = 8192
+
+    def __init__(
+        self, count: int, lines: IntegerLines, *, reactor: Optional[Any] = None
+    ) -> None:
+        super().__init__(reactor=reactor)
+        self.count = count
+        self.produced = 0
+        self._lines = lines
+
+    def produce(self) -> Optional[bytes]:
+        remaining = self.count - self.produced
+        if remaining <= 0:
+            return None
+        batch = min(remaining, self.batchSize)
+        self.produced += batch
+        return self._lines.lines(batch)
+
+
+class RandomIntegerProtocol(LineReceiver):
+    """
+    One client of the random-integer server.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1024
+
+    factory: RandomIntegerFactory
+    transport: Any  # A TCP transport, set by makeConnection.
+    producer: Optional[RandomIntegerProducer] = None
+
+    def connectionMade(self) -> None:
+        self.transport.write(PROMPT)
+
+    def lineReceived(self, line: bytes) -> None:
+        count, error = self.factory.parseCount(line)
+        if error is not None:
+            self.transport.write(b"error: %s\r\n%s" % (error.encode("ascii"), PROMPT))
+            return
+        assert count is not None
+        # Anything more the client sends is read (so a disconnect is noticed
+        # at once) and ignored.
+        self.setRawMode()
+        if count == 0:
+            self.transport.loseConnection()
+            return
+        self.producer = self.factory.buildProducer(count)
+        d = self.producer.startProducing(self.transport)
+        d.addCallbacks(self._done, self._failed)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        pass
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.transport.write(
+            b"error: line longer than %d bytes\r\n" % (self.MAX_LENGTH,)
+        )
+        self.transport.loseConnection()
+
+    def _done(self, written: int) -> None:
+        self.transport.loseConnection()
+
+    def _failed(self, reason: Failure) -> None:
+        if reason.check(ProducerStopped):
+            _log.info(
+                "Client {peer} went away after {count} of {total} integers",
+                peer=self.transport.getPeer(),
+                count=self.producer.produced if self.producer else 0,
+                total=self.producer.count if self.producer else 0,
+            )
+        else:
+            _log.failure("Sending random integers failed", reason)
+        self.transport.loseConnection()
+
+
+class RandomIntegerFactory(Factory):
+    """
+    Serve random integers.
+
+    @param minimum: The smallest integer sent.
+    @param maximum: The largest integer sent (inclusive).
+    @param maxCount: The largest count a client may ask for.
+    @param seed: If not L{None}, every connection draws from
+        C{random.Random(seed)}, so the same request always gets the same
+        integers.
+    @param reactor: The reactor the producers schedule on; the global one if
+        L{None}.
+    """
+
+    protocol = RandomIntegerProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        minimum: int = 0,
+        maximum: int = 10000,
+        maxCount: int = 10**9,
+        seed: Optional[int] = None,
+        reactor: Optional[Any] = None,
+    ) -> None:
+        if minimum > maximum:
+            raise ValueError(f"minimum {minimum} is greater than maximum {maximum}")
+        if maxCount < 0:
+            raise ValueError(f"maxCount {maxCount} is negative")
+        self.minimum = minimum
+        self.maximum = maximum
+        self.maxCount = maxCount
+        self.seed = seed
+        self.reactor = reactor
+
+    def parseCount(self, line: bytes) -> Tuple[Optional[int], Optional[str]]:
+        """
+        Parse a request line.
+
+        @return: C{(count, None)} for a valid count, else C{(None, reason)}.
+        """
+        text = line.rstrip(b"\r").strip(b" \t")
+        if not _COUNT.fullmatch(text):
+            shown = text[:40].decode("ascii", "backslashreplace")
+            return None, f"expected a non-negative decimal integer, got {shown!r}"
+        count = int(text)
+        if count > self.maxCount:
+            return None, f"at most {self.maxCount} integers may be asked for"
+        return count, None
+
+    def buildProducer(self, count: int) -> RandomIntegerProducer:
+        rng = random.Random(self.seed)
+        lines = IntegerLines(self.minimum, self.maximum, rng)
+        return RandomIntegerProducer(count, lines, reactor=self.reactor)
