@@ -77,6 +77,7 @@ class BasePushProducer:
         self._state = _IDLE
         self._paused = False
         self._inLoop = False
+        self._registered = False
         self._call: Optional[IDelayedCall] = None
         self._deferred: Optional[Deferred[int]] = None
 
@@ -126,8 +127,10 @@ class BasePushProducer:
         self._deferred = Deferred(self._cancel)
         deferred = self._deferred
         self._call = getReactor(self._reactor).callLater(0, self._begin)
-        # A disconnected transport calls stopProducing() from in here.
+        # A disconnected transport calls stopProducing() from in here, and
+        # then must not be unregistered from.
         consumer.registerProducer(self, True)
+        self._registered = self._state == _RUNNING
         return deferred
 
     def _begin(self) -> None:
@@ -206,6 +209,7 @@ class BasePushProducer:
         self._cancelCall()
         consumer = self.consumer
         assert consumer is not None
+        self._registered = False
         consumer.unregisterProducer()
         if isFinishable(consumer):
             consumer.finish()  # type: ignore[attr-defined]
@@ -233,7 +237,6 @@ class BasePushProducer:
         if self._state != _RUNNING or self._paused:
             return
         self._paused = True
-        self._cancelCall()
         self.producingPaused()
 
     def resumeProducing(self) -> None:
@@ -248,7 +251,8 @@ class BasePushProducer:
             return
         self._paused = False
         self.producingResumed()
-        if self._state == _RUNNING and not self._paused and not self._inLoop:
+        # While a turn is scheduled (including the first), it will do the work.
+        if self._call is None:
             self._run()
 
     def stopProducing(self) -> None:
@@ -294,8 +298,9 @@ class BasePushProducer:
 
     def _unregister(self) -> None:
         consumer = self.consumer
-        if consumer is None:
+        if consumer is None or not self._registered:
             return
+        self._registered = False
         try:
             consumer.unregisterProducer()
         except BaseException:
@@ -328,7 +333,12 @@ class BasePushProducer:
         """
         Run the L{produce} loop for at most one turn's budget.
         """
-        if not self._isGenerated() or self._inLoop:
+        if (
+            self._inLoop
+            or self._paused
+            or self._state != _RUNNING
+            or not self._isGenerated()
+        ):
             return
         consumer = self.consumer
         assert consumer is not None
@@ -339,20 +349,21 @@ class BasePushProducer:
         self._inLoop = True
         try:
             while self._state == _RUNNING and not self._paused:
-                if budget <= 0 or time.perf_counter() >= deadline:
-                    self._schedule()
-                    return
                 chunk = produce()
                 if chunk is None:
                     self.finishProducing()
                     return
-                if not chunk:
-                    continue
-                size = len(chunk)
-                budget -= size
-                self.bytesWritten += size
-                self.chunksWritten += 1
-                write(chunk)
+                if chunk:
+                    budget -= len(chunk)
+                    self.bytesWritten += len(chunk)
+                    self.chunksWritten += 1
+                    write(chunk)
+                if budget <= 0 or time.perf_counter() >= deadline:
+                    # Yield, so that a consumer that never pauses cannot
+                    # starve the rest of the reactor.
+                    if self._state == _RUNNING and not self._paused:
+                        self._schedule()
+                    return
         except BaseException as e:
             if self._state == _RUNNING:
                 self._fail(e)

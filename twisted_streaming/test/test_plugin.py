@@ -1,0 +1,186 @@
+"""
+Tests for the C{random-integers} twistd plugin: discovery, options, and the
+service end to end, in process and as a real C{twistd} process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from typing import Any
+
+from twisted.application.service import IServiceMaker
+from twisted.internet import reactor as _globalReactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import ProcessProtocol
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from twisted_streaming import tap
+from twisted_streaming.randomintegers import PROMPT, RandomIntegerFactory
+from twisted_streaming.test.test_randomintegers import _Client, values
+
+reactor: Any = _globalReactor
+
+
+class DiscoveryTests(SynchronousTestCase):
+    """
+    twistd finds the plugin.
+    """
+
+    def test_discovered(self) -> None:
+        """
+        L{getPlugins} lists C{random-integers}, pointing at L{tap}.
+        """
+        makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
+        self.assertIn("random-integers", makers)
+        maker: Any = makers["random-integers"]
+        self.assertEqual(maker.module, "twisted_streaming.tap")
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{tap.Options} parses and refuses properly.
+    """
+
+    def parse(self, *args: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_defaults(self) -> None:
+        """
+        The defaults are port 1234, range 0..10000, at most 10**9, no seed.
+        """
+        options = self.parse()
+        self.assertEqual(
+            (options["port"], options["min"], options["max"], options["max-count"]),
+            ("tcp:1234", 0, 10000, 10**9),
+        )
+        self.assertIsNone(options["seed"])
+
+    def test_values(self) -> None:
+        """
+        Every option is parsed into its type.
+        """
+        options = self.parse(
+            "--port", "tcp:0", "--min", "-5", "--max", "5", "--max-count", "7",
+            "--seed", "9",
+        )  # fmt: skip
+        self.assertEqual(
+            (options["port"], options["min"], options["max"]), ("tcp:0", -5, 5)
+        )
+        self.assertEqual((options["max-count"], options["seed"]), (7, 9))
+
+    def test_refused(self) -> None:
+        """
+        Non-integers, an empty range and a negative maximum count are refused.
+        """
+        for args in (
+            ["--min", "x"],
+            ["--max", "1.5"],
+            ["--min", "6", "--max", "5"],
+            ["--max-count", "-1"],
+            ["--seed", "abc"],
+            ["--bogus"],
+        ):
+            self.assertRaises(usage.UsageError, self.parse, *args)
+
+
+class ServiceTests(TestCase):
+    """
+    L{tap.makeService} serves over a real TCP connection.
+    """
+
+    async def test_endToEnd(self) -> None:
+        """
+        The service listens where C{--port} says and serves seeded integers
+        in range, after answering bad input.
+        """
+        options = tap.Options()
+        options.parseOptions(
+            ["--port", "tcp:0:interface=127.0.0.1", "--min", "10", "--max", "20"]
+        )
+        service = tap.makeService(options)
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = await service._waitingForPort  # type: ignore[attr-defined]
+        client = _Client(b"x\r\n500\r\n")
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await connectProtocol(endpoint, client)
+        data = await client.done
+        self.assertIn(b"error: ", data)
+        got = values(data[data.rindex(PROMPT) + len(PROMPT) :])
+        self.assertEqual(len(got), 500)
+        self.assertEqual(set(got) - set(range(10, 21)), set())
+
+
+class _Twistd(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.port: Deferred[int] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        match = re.search(rb"RandomIntegerFactory starting on (\d+)", self.output)
+        if match and not self.port.called:
+            self.port.callback(int(match.group(1)))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Failure) -> None:
+        if not self.port.called:
+            self.port.errback(RuntimeError(self.output.decode(errors="replace")))
+        self.ended.callback(None)
+
+
+class TwistdTests(TestCase):
+    """
+    A real C{twistd -n random-integers} process.
+    """
+
+    async def test_realTwistd(self) -> None:
+        """
+        C{twistd -n random-integers --seed 7} serves exactly the integers that
+        a factory seeded with 7 gives, and stops cleanly on SIGTERM.
+        """
+        process = _Twistd()
+        args = [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "-n",
+            "--pidfile=",
+            "--logfile=-",
+            "random-integers",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--seed",
+            "7",
+        ]
+        transport = reactor.spawnProcess(
+            process, sys.executable, args, env=dict(os.environ), path=os.getcwd()
+        )
+
+        def stop() -> Deferred[None]:
+            if not process.ended.called:
+                transport.signalProcess(signal.SIGTERM)
+            return process.ended
+
+        self.addCleanup(stop)
+        port = await process.port
+        client = _Client(b"20000\r\n")
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        data = await client.done
+        producer = RandomIntegerFactory(seed=7).buildProducer(20000)
+        expected = b"".join(iter(producer.produce, None))
+        self.assertEqual(data, PROMPT + expected)
+        await stop()
+        self.assertIn(b"Server Shut Down", process.output)
+        self.assertNotIn(b"Traceback", process.output)
