@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
+import zipfile
 from typing import Any
 
 from twisted.application.service import IServiceMaker
@@ -41,6 +43,39 @@ class DiscoveryTests(SynchronousTestCase):
         self.assertIn("random-integers", makers)
         maker: Any = makers["random-integers"]
         self.assertEqual(maker.module, "twisted_streaming.tap")
+
+
+class PackagingTests(SynchronousTestCase):
+    """
+    A non-editable install carries the dropin where twistd looks for it.
+    """
+
+    def test_wheelHoldsTheDropin(self) -> None:
+        """
+        The wheel built from the source tree installs
+        C{twisted/plugins/twisted_streaming_plugins.py} and no C{__init__.py}
+        under C{twisted/} that would shadow Twisted's own package.
+        """
+        root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        if not os.path.exists(os.path.join(root, "setup.cfg")):
+            # Installed without its source tree: the install itself is the test.
+            from twisted.plugins import twisted_streaming_plugins
+
+            self.assertTrue(hasattr(twisted_streaming_plugins, "randomIntegers"))
+            return
+        out = self.mktemp()
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+             "--no-build-isolation", "--wheel-dir", out, root],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        (wheel,) = os.listdir(out)
+        with zipfile.ZipFile(os.path.join(out, wheel)) as archive:
+            names = set(archive.namelist())
+        self.assertIn("twisted/plugins/twisted_streaming_plugins.py", names)
+        self.assertNotIn("twisted/__init__.py", names)
+        self.assertNotIn("twisted/plugins/__init__.py", names)
+        self.assertIn("twisted_streaming/_push.py", names)
 
 
 class OptionsTests(SynchronousTestCase):
