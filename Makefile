@@ -22,7 +22,7 @@ $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
-	$(BIN)/twistd -n random-integers --port $(PORT)
+	$(BIN)/twistd --nodaemon --pidfile= random-integers --port $(PORT)
 
 test: $(VENV)/.installed-test
 	$(MAKE) test-trial test-pytest lint typing docs
