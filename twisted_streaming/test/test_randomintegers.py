@@ -339,7 +339,8 @@ class RealTCPTests(TestCase):
     async def test_slowReaderBoundsServerBuffer(self) -> None:
         """
         A client that asks for 10**9 integers and does not read pauses its
-        producer; the server buffers no more than a few hundred KiB for it.
+        producer; the server buffers no more than a few hundred KiB for it and
+        keeps serving other clients.
         """
         self.factory.streaming = Deferred()
         client = _Client(b"1000000000\r\n", paused=True)
@@ -359,6 +360,12 @@ class RealTCPTests(TestCase):
         buffered = len(transport.dataBuffer) + transport._tempDataLen
         self.assertLess(buffered, 256 * 1024)
         self.assertLess(producer.bytesWritten, 64 * 1024 * 1024)
+        # Everyone else is still served in full.
+        other = _Client(b"5000\r\n")
+        await self.connect(other)
+        data = await other.done
+        self.assertEqual(len(values(data[len(PROMPT) :])), 5000)
+        self.assertTrue(producer.producing)
 
     async def test_newClientPromptedWhileAnotherStreams(self) -> None:
         """
