@@ -3,6 +3,8 @@ twisted_streaming: producers and consumers for Twisted that move a lot of data
 without eating memory, burning CPU or stalling the reactor.
 """
 
+from twisted_streaming._consumers import FileConsumer
+from twisted_streaming._pull import FileSender, PullToPush
 from twisted_streaming._push import BasePushProducer
 from twisted_streaming._util import ContextFailure
 from twisted_streaming._version import __version__
@@ -21,6 +23,8 @@ __all__ = [
     "BasePushProducer",
     "ConsumerFinished",
     "ContextFailure",
+    "FileConsumer",
+    "FileSender",
     "IConsumer",
     "IFinishableConsumer",
     "IProducer",
@@ -28,5 +32,6 @@ __all__ = [
     "IPushProducer",
     "ProducerStateError",
     "ProducerStopped",
+    "PullToPush",
     "__version__",
 ]

@@ -1,0 +1,542 @@
+"""
+Tests for L{twisted_streaming.FileSender}.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import os
+import socket
+import threading
+from typing import Any, List, Optional, Tuple, cast
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.testing import StringTransport
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface.verify import verifyObject
+
+from twisted_streaming import (
+    ContextFailure,
+    FileSender,
+    IPullProducer,
+    ProducerStateError,
+    ProducerStopped,
+)
+
+
+class _BrokenFile(io.BytesIO):
+    """A file whose reads fail after the first."""
+
+    reads = 0
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError("disk on fire")
+        return super().read(size)
+
+
+def _drain(sender: FileSender, transport: StringTransport, limit: int = 10000) -> int:
+    """Call resumeProducing until the sender unregisters; return the calls."""
+    calls = 0
+    while transport.producer is not None and calls < limit:
+        sender.resumeProducing()
+        calls += 1
+    return calls
+
+
+class FileSenderUnitTests(SynchronousTestCase):
+    """
+    L{FileSender} against L{StringTransport}.
+    """
+
+    def test_interface(self) -> None:
+        """FileSender provides IPullProducer."""
+        self.assertTrue(verifyObject(IPullProducer, FileSender()))
+
+    def test_registersNonStreaming(self) -> None:
+        """beginFileTransfer registers the sender as a non-streaming producer."""
+        transport = StringTransport()
+        sender = FileSender()
+        sender.beginFileTransfer(io.BytesIO(b"abc"), transport)
+        self.assertIs(transport.producer, sender)
+        self.assertFalse(transport.streaming)
+
+    def test_oneWritePerResume(self) -> None:
+        """Each resumeProducing writes exactly one CHUNK_SIZE chunk."""
+        transport = StringTransport()
+        sender = FileSender()
+        sender.CHUNK_SIZE = 4
+        d = sender.beginFileTransfer(io.BytesIO(b"abcdefghij"), transport)
+        expected = [b"abcd", b"abcdefgh", b"abcdefghij"]
+        for value in expected:
+            sender.resumeProducing()
+            self.assertEqual(transport.value(), value)
+        self.assertNoResult(d)
+        sender.resumeProducing()
+        self.assertEqual(self.successResultOf(d), b"j")
+        self.assertIsNone(transport.producer)
+
+    def test_classChunkSizeHonoured(self) -> None:
+        """A CHUNK_SIZE set on a subclass sets the write size."""
+
+        class Small(FileSender):
+            CHUNK_SIZE = 3
+
+        transport = StringTransport()
+        sender = Small()
+        sender.beginFileTransfer(io.BytesIO(b"abcdefg"), transport)
+        sender.resumeProducing()
+        self.assertEqual(transport.value(), b"abc")
+
+    def test_emptyFileFiresEmptyBytes(self) -> None:
+        """An empty file fires the Deferred with b"" and writes nothing."""
+        transport = StringTransport()
+        d = FileSender().beginFileTransfer(io.BytesIO(b""), transport)
+        assert transport.producer is not None
+        transport.producer.resumeProducing()
+        self.assertEqual(self.successResultOf(d), b"")
+        self.assertEqual(transport.value(), b"")
+
+    def test_transformApplied(self) -> None:
+        """transform is applied to each chunk, and lastSent is transformed."""
+        transport = StringTransport()
+        sender = FileSender()
+        sender.CHUNK_SIZE = 2
+        d = sender.beginFileTransfer(io.BytesIO(b"abc"), transport, bytes.upper)
+        _drain(sender, transport)
+        self.assertEqual(transport.value(), b"ABC")
+        self.assertEqual(self.successResultOf(d), b"C")
+
+    def test_pathsOpenedAndClosed(self) -> None:
+        """A str, bytes or FilePath path is read and closed at the end."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"hello world")
+        for target in [path.path, path.asBytesMode().path, path]:
+            transport = StringTransport()
+            sender = FileSender()
+            d = sender.beginFileTransfer(target, transport)
+            opened = sender.file
+            assert opened is not None
+            _drain(sender, transport)
+            self.assertEqual(transport.value(), b"hello world")
+            self.assertEqual(self.successResultOf(d), b"d")
+            self.assertTrue(opened.closed)
+
+    def test_fileObjectLeftOpen(self) -> None:
+        """A file object passed in is not closed by the sender."""
+        f = io.BytesIO(b"data")
+        transport = StringTransport()
+        sender = FileSender()
+        sender.beginFileTransfer(f, transport)
+        _drain(sender, transport)
+        self.assertFalse(f.closed)
+
+    def test_byteRange(self) -> None:
+        """offset and length send just that range, and bytesSent counts it."""
+        transport = StringTransport()
+        sender = FileSender()
+        sender.CHUNK_SIZE = 3
+        d = sender.beginFileTransfer(
+            io.BytesIO(b"0123456789"), transport, offset=2, length=5
+        )
+        _drain(sender, transport)
+        self.assertEqual(transport.value(), b"23456")
+        self.assertEqual(sender.bytesSent, 5)
+        self.assertEqual(self.successResultOf(d), b"6")
+
+    def test_bytesSentProgress(self) -> None:
+        """bytesSent grows by one chunk per resumeProducing."""
+        transport = StringTransport()
+        sender = FileSender()
+        sender.CHUNK_SIZE = 4
+        sender.beginFileTransfer(io.BytesIO(b"x" * 10), transport)
+        progress = []
+        for _ in range(3):
+            sender.resumeProducing()
+            progress.append(sender.bytesSent)
+        self.assertEqual(progress, [4, 8, 10])
+
+    def test_stopFailsWithProducerStopped(self) -> None:
+        """stopProducing unregisters, closes and fails with ProducerStopped."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"x" * 100)
+        transport = StringTransport()
+        sender = FileSender()
+        sender.CHUNK_SIZE = 10
+        d = sender.beginFileTransfer(path, transport)
+        opened = sender.file
+        assert opened is not None
+        sender.resumeProducing()
+        sender.stopProducing()
+        failure = self.failureResultOf(d, ProducerStopped)
+        self.assertEqual(failure.value.bytesWritten, 10)
+        self.assertIs(failure.value.producer, sender)
+        self.assertIsNone(transport.producer)
+        self.assertTrue(opened.closed)
+
+    def test_stopAfterTransportForgotIt(self) -> None:
+        """A stop from a transport that already forgot the sender logs nothing."""
+        transport = StringTransport()
+        sender = FileSender()
+        d = sender.beginFileTransfer(io.BytesIO(b"abc"), transport)
+        transport.unregisterProducer()
+        sender.stopProducing()
+        self.failureResultOf(d, ProducerStopped)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_readErrorFailsAndUnregisters(self) -> None:
+        """A read error fails the Deferred with it and unregisters."""
+        transport = StringTransport()
+        sender = FileSender()
+        sender.CHUNK_SIZE = 2
+        d = sender.beginFileTransfer(_BrokenFile(b"abcdef"), transport)
+        sender.resumeProducing()
+        sender.resumeProducing()
+        failure = self.failureResultOf(d, OSError)
+        self.assertIsInstance(failure, ContextFailure)
+        self.assertIn("after writing 2 bytes", failure.getErrorMessage())
+        self.assertIsNone(transport.producer)
+
+    def test_reusable(self) -> None:
+        """A sender can send another file once a transfer is done."""
+        sender = FileSender()
+        for data in [b"first", b"second"]:
+            transport = StringTransport()
+            d = sender.beginFileTransfer(io.BytesIO(data), transport)
+            _drain(sender, transport)
+            self.assertEqual(transport.value(), data)
+            self.assertEqual(self.successResultOf(d), data[-1:])
+
+    def test_beginTwiceRaises(self) -> None:
+        """A second transfer while one is running raises ProducerStateError."""
+        sender = FileSender()
+        sender.beginFileTransfer(io.BytesIO(b"a"), StringTransport())
+        self.assertRaises(
+            ProducerStateError,
+            sender.beginFileTransfer,
+            io.BytesIO(b"b"),
+            StringTransport(),
+        )
+
+    def test_cancelUnregisters(self) -> None:
+        """Cancelling the Deferred unregisters and fails with CancelledError."""
+        transport = StringTransport()
+        sender = FileSender()
+        d = sender.beginFileTransfer(io.BytesIO(b"abc"), transport)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertIsNone(transport.producer)
+        self.assertIsNone(sender.file)
+
+
+def _makeFile(testCase: TestCase, size: int) -> Tuple[str, str]:
+    """Write C{size} pseudo-random bytes to a temporary file; return path, hex."""
+    path = testCase.mktemp()
+    # Under pytest, mktemp is relative to the current directory: clean up.
+    testCase.addCleanup(os.remove, path)
+    digest = hashlib.sha256()
+    block = hashlib.sha256(b"seed").digest() * (1024 * 1024 // 32)
+    with open(path, "wb") as f:
+        for i in range(size // len(block)):
+            chunk = bytes([i % 256]) + block[1:]
+            digest.update(chunk)
+            f.write(chunk)
+    return path, digest.hexdigest()
+
+
+class _Sender(protocol.Protocol):
+    """Send a file with FileSender on connect, then close."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sender = FileSender()
+        self.result: Deferred[bytes] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        d = self.sender.beginFileTransfer(self.path, self.transport)  # type: ignore[arg-type]
+        d.addBoth(self._done)
+
+    def _done(self, result: Any) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+        self.result.callback(result)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost.callback(None)
+
+
+class _HashReceiver(protocol.Protocol):
+    """Hash what arrives; fire C{done} with the hex digest on close."""
+
+    def __init__(self, done: Deferred[str]) -> None:
+        self.done = done
+        self.digest = hashlib.sha256()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.digest.update(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(self.digest.hexdigest())
+
+
+class _HashServerFactory(protocol.Factory):
+    def __init__(self) -> None:
+        self.done: Deferred[str] = Deferred()
+
+    def buildProtocol(self, addr: Any) -> _HashReceiver:
+        return _HashReceiver(self.done)
+
+
+class _FileResource(Resource):
+    """
+    Serve one file with FileSender, honouring a single C{bytes=a-b} Range.
+    """
+
+    isLeaf = True
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def render_GET(self, request: Request) -> Any:
+        size = os.path.getsize(self.path)
+        offset, length = 0, size
+        header = request.getHeader("range")
+        if header is not None and header.startswith("bytes="):
+            first, _, last = header[len("bytes=") :].partition("-")
+            offset = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+            length = end - offset + 1
+            request.setResponseCode(206)
+            request.setHeader("content-range", f"bytes {offset}-{end}/{size}")
+        request.setHeader("content-length", str(length))
+        d = FileSender().beginFileTransfer(
+            self.path,
+            request,
+            offset=offset,
+            length=length,
+        )
+        d.addCallback(lambda _: request.finish())
+        d.addErrback(lambda _: None)
+        return NOT_DONE_YET
+
+
+class _TrackingSite(Site):
+    """A Site that fires C{lost} when its connections have all closed."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource)
+        self.timeOut = None
+        self.lost: List[Deferred[None]] = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        lost: Deferred[None] = Deferred()
+        self.lost.append(lost)
+        original = channel.connectionLost
+
+        def connectionLost(reason: Any) -> None:
+            original(reason)
+            lost.callback(None)
+
+        channel.connectionLost = connectionLost
+        return channel
+
+
+def _selfSignedCert() -> Any:
+    """Make a self-signed certificate for 127.0.0.1 for the TLS test."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from twisted.internet import ssl
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return ssl.PrivateCertificate.loadPEM(pem).options()
+
+
+class FileSenderLoopbackTests(TestCase):
+    """
+    L{FileSender} over real loopback connections.
+    """
+
+    def _readerThread(
+        self, limit: Optional[int] = None
+    ) -> Tuple[int, Deferred[Tuple[str, int]]]:
+        """
+        Start a plain-socket reader thread on 127.0.0.1; return its port and
+        a Deferred firing with (sha256 hex, bytes read).  If C{limit} is
+        given, it closes the socket abruptly after reading that many bytes.
+        """
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(30)
+        result: Deferred[Tuple[str, int]] = Deferred()
+
+        def read() -> None:
+            digest = hashlib.sha256()
+            total = 0
+            try:
+                conn, _ = listener.accept()
+                conn.settimeout(30)
+                with conn:
+                    while limit is None or total < limit:
+                        data = conn.recv(1024 * 1024)
+                        if not data:
+                            break
+                        digest.update(data)
+                        total += len(data)
+                    if limit is not None:
+                        # Unread data makes close() send a reset: the peer
+                        # vanishes.
+                        conn.setsockopt(
+                            socket.SOL_SOCKET,
+                            socket.SO_LINGER,
+                            b"\x01\x00\x00\x00\x00\x00\x00\x00",
+                        )
+            finally:
+                listener.close()
+                reactor.callFromThread(  # type: ignore[attr-defined]
+                    result.callback, (digest.hexdigest(), total)
+                )
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        self.addCleanup(thread.join, 30)
+        return listener.getsockname()[1], result
+
+    @defer.inlineCallbacks
+    def test_tcpSha256Matches(self) -> Any:
+        """64 MiB over TCP reach a plain socket reader intact."""
+        size = 64 * 1024 * 1024
+        path, expected = _makeFile(self, size)
+        port, read = self._readerThread()
+        client = _Sender(path)
+        yield protocol.ClientCreator(reactor, lambda: client).connectTCP(
+            "127.0.0.1", port
+        )
+        last = yield client.result
+        yield client.lost
+        digest, total = yield read
+        self.assertEqual((digest, total), (expected, size))
+        self.assertEqual(client.sender.bytesSent, size)
+        self.assertEqual(len(last), 1)
+
+    @defer.inlineCallbacks
+    def test_peerVanishesMidTransfer(self) -> Any:
+        """A peer that resets mid-transfer fails the Deferred with ProducerStopped."""
+        path, _ = _makeFile(self, 32 * 1024 * 1024)
+        port, read = self._readerThread(limit=1024 * 1024)
+        client = _Sender(path)
+        yield protocol.ClientCreator(reactor, lambda: client).connectTCP(
+            "127.0.0.1", port
+        )
+        opened = client.sender.file
+        error = yield self.assertFailure(client.result, ProducerStopped)
+        yield client.lost
+        yield read
+        self.assertLess(error.bytesWritten, 32 * 1024 * 1024)
+        assert opened is not None
+        self.assertTrue(opened.closed)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    @defer.inlineCallbacks
+    def test_unixSocket(self) -> Any:
+        """A file sent over a UNIX socket arrives intact."""
+        size = 16 * 1024 * 1024
+        path, expected = _makeFile(self, size)
+        # A relative path: the absolute one can exceed AF_UNIX's limit.
+        directory = self.mktemp()
+        os.makedirs(directory)
+        address = os.path.join(directory, "s")
+        factory = _HashServerFactory()
+        port = cast(Any, reactor).listenUNIX(address, factory)
+        self.addCleanup(port.stopListening)
+        client = _Sender(path)
+        yield protocol.ClientCreator(reactor, lambda: client).connectUNIX(address)
+        yield client.result
+        yield client.lost
+        digest = yield factory.done
+        self.assertEqual(digest, expected)
+
+    @defer.inlineCallbacks
+    def test_tls(self) -> Any:
+        """A file sent over TLS arrives intact."""
+        from twisted.internet import ssl
+
+        size = 8 * 1024 * 1024
+        path, expected = _makeFile(self, size)
+        factory = _HashServerFactory()
+        port = cast(Any, reactor).listenSSL(
+            0, factory, _selfSignedCert(), interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        client = _Sender(path)
+        yield protocol.ClientCreator(reactor, lambda: client).connectSSL(
+            "127.0.0.1", port.getHost().port, ssl.CertificateOptions()
+        )
+        yield client.result
+        yield client.lost
+        digest = yield factory.done
+        self.assertEqual(digest, expected)
+
+    @defer.inlineCallbacks
+    def test_webResourceWithRange(self) -> Any:
+        """A twisted.web resource serves a whole file and a Range of it."""
+        size = 4 * 1024 * 1024
+        path, expected = _makeFile(self, size)
+        with open(path, "rb") as f:
+            content = f.read()
+        site = _TrackingSite(_FileResource(path))
+        port = cast(Any, reactor).listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        agent = Agent(reactor, pool=pool)
+        url = f"http://127.0.0.1:{port.getHost().port}/".encode()
+        response = yield agent.request(b"GET", url)
+        body = yield readBody(response)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), expected)
+        headers = Headers({b"range": [b"bytes=1000-1000999"]})
+        response = yield agent.request(b"GET", url, headers)
+        body = yield readBody(response)
+        self.assertEqual(response.code, 206)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-range"),
+            [f"bytes 1000-1000999/{size}".encode()],
+        )
+        self.assertEqual(body, content[1000:1001000])
+        yield defer.gatherResults(site.lost)
+        self.assertEqual(len(site.lost), 2)
+
+
+__all__: List[str] = []
