@@ -77,6 +77,7 @@ class BasePushProducer:
         self._state = _IDLE
         self._paused = False
         self._inLoop = False
+        self._begun = False
         self._registered = False
         self._call: Optional[IDelayedCall] = None
         self._deferred: Optional[Deferred[int]] = None
@@ -137,6 +138,12 @@ class BasePushProducer:
         self._call = None
         try:
             self.producingStarted()
+            # A pause that arrived before the first turn (or during
+            # producingStarted) is reported now, so the hooks always see
+            # started before paused.
+            self._begun = True
+            if self._paused and self._state == _RUNNING:
+                self.producingPaused()
         except BaseException as e:
             self._fail(e)
             return
@@ -163,7 +170,9 @@ class BasePushProducer:
         """
         The consumer has paused this producer.  Event-driven subclasses pause
         their source here.  Called once per pause, however often the consumer
-        repeats it.
+        repeats it, and never before L{producingStarted} has returned: a
+        pause that arrives earlier is reported right after it (and a pause
+        undone before then is not reported at all).
         """
 
     def producingResumed(self) -> None:
@@ -237,7 +246,8 @@ class BasePushProducer:
         if self._state != _RUNNING or self._paused:
             return
         self._paused = True
-        self.producingPaused()
+        if self._begun:
+            self.producingPaused()
 
     def resumeProducing(self) -> None:
         """
@@ -250,7 +260,8 @@ class BasePushProducer:
         if self._state != _RUNNING or not self._paused:
             return
         self._paused = False
-        self.producingResumed()
+        if self._begun:
+            self.producingResumed()
         # While a turn is scheduled (including the first), it will do the work.
         if self._call is None:
             self._run()

@@ -236,7 +236,7 @@ class BasePushProducerTests(SynchronousTestCase):
     def test_repeatedPausesOneResume(self) -> None:
         """
         Any number of pauses is undone by a single resume, and the hooks see
-        one pause and one resume.
+        one pause, after the start, and one resume.
         """
         consumer = TransportLikeConsumer()
         producer = ChunkProducer(5, reactor=self.clock)
@@ -247,7 +247,7 @@ class BasePushProducerTests(SynchronousTestCase):
         self.assertEqual(consumer.value(), b"")
         producer.resumeProducing()
         self.assertEqual(self.successResultOf(d), 50)
-        self.assertEqual(producer.events, ["paused", "started", "resumed"])
+        self.assertEqual(producer.events, ["started", "paused", "resumed"])
 
     def test_resumeWhileProducingStartsNoSecondLoop(self) -> None:
         """
@@ -683,6 +683,13 @@ class RealTCPTests(TestCase):
         pauses: List[int] = []
 
         class Writer(EventProducer):
+            started: Deferred[None] = Deferred()
+
+            def producingStarted(self) -> None:
+                super().producingStarted()
+                # Carry on outside the hook, as an event source would.
+                reactor.callLater(0, self.started.callback, None)
+
             def pauseProducing(self) -> None:
                 pauses.append(1)
                 super().pauseProducing()
@@ -690,6 +697,7 @@ class RealTCPTests(TestCase):
         producer = Writer()
         client = _Collect(paused=True)
         server = await self.connect(producer, client)
+        await producer.started
         resumed: Deferred[None] = Deferred()
         producer.producingResumed = lambda: resumed.callback(None)  # type: ignore[method-assign]
         # Write far more than the kernel and transport buffers hold, ignoring

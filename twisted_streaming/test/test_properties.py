@@ -1,0 +1,344 @@
+"""
+Property-based tests: random pauses, resumes, stops, cancellations, peer
+loss, write failures and backpressure against the producers of this package.
+
+Whatever happens, the consumer receives a prefix of the input (chunk by
+chunk, in order, nothing duplicated), and the completion L{Deferred} fires
+exactly once: with success if and only if everything was delivered and
+nothing stopped the producer first.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, List, Optional
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import CancelledError
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_streaming import BasePushProducer, ProducerStopped
+from twisted_streaming.testing import BackpressureConsumer, RecordingPushProducer
+
+# Bounded so the module runs in seconds; derandomized so CI is stable.
+_settings = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+
+_OPS = st.lists(
+    st.sampled_from(
+        [
+            *("advance", "advance", "event", "event", "drain", "drainSome"),
+            *("pause", "resume", "stop", "cancel", "lose"),
+        ]
+    ),
+    max_size=40,
+)
+_CHUNKS = st.lists(st.binary(min_size=1, max_size=8), max_size=20)
+
+
+class Generated(BasePushProducer):
+    """
+    A generated-data producer of the given chunks.
+    """
+
+    def __init__(self, chunks: List[bytes], clock: Clock) -> None:
+        super().__init__(reactor=clock)
+        self.pending = list(chunks)
+        self.maxBytesPerTurn = 16
+
+    def produce(self) -> Optional[bytes]:
+        return self.pending.pop(0) if self.pending else None
+
+    def event(self) -> None:
+        pass
+
+
+class EventDriven(BasePushProducer):
+    """
+    An event-driven producer: each C{event()} delivers the next chunk unless
+    the source is paused.
+    """
+
+    def __init__(self, chunks: List[bytes], clock: Clock) -> None:
+        super().__init__(reactor=clock)
+        self.pending = list(chunks)
+        self.started = False
+
+    def producingStarted(self) -> None:
+        self.started = True
+
+    def event(self) -> None:
+        if not (self.started and self.producing) or self.paused:
+            return
+        if self.pending:
+            try:
+                self.write(self.pending.pop(0))
+            except OSError as e:
+                self.failProducing(e)
+        else:
+            self.finishProducing()
+
+
+def _isChunkPrefix(received: bytes, chunks: List[bytes]) -> bool:
+    """
+    Is C{received} the concatenation of the first few of C{chunks}?
+    """
+    at = 0
+    for chunk in chunks:
+        if at == len(received):
+            return True
+        if received[at : at + len(chunk)] != chunk:
+            return False
+        at += len(chunk)
+    return at == len(received)
+
+
+class BackpressureConsumerPropertyTests(SynchronousTestCase):
+    """
+    The fake consumer itself behaves like a transport under random writes and
+    drains.
+    """
+
+    @_settings
+    @given(
+        st.lists(st.one_of(st.binary(min_size=1, max_size=8), st.integers(0, 9))),
+        st.integers(0, 20),
+    )
+    def test_pausesOverThresholdResumesOnlyWhenEmpty(
+        self, steps: List[Any], threshold: int
+    ) -> None:
+        """
+        Writes over the threshold pause, only an empty buffer resumes, and
+        everything written is received in order.
+        """
+        consumer = BackpressureConsumer(threshold)
+        producer = RecordingPushProducer()
+        consumer.registerProducer(producer, True)
+        written = b""
+        for step in steps:
+            if isinstance(step, bytes):
+                before = len(producer.calls)
+                consumer.write(step)
+                written += step
+                self.assertEqual(
+                    producer.calls[before:],
+                    [("pause",)] if consumer.buffered > threshold else [],
+                )
+            else:
+                before = len(producer.calls)
+                consumer.drain(step or None)
+                if len(producer.calls) > before:
+                    self.assertEqual(producer.calls[-1], ("resume",))
+                    self.assertEqual(consumer.buffered, 0)
+        self.assertEqual(consumer.received, written)
+        for a, b in zip(producer.calls, producer.calls[1:]):
+            self.assertFalse(a == b == ("resume",))
+
+
+class PushProducerPropertyTests(SynchronousTestCase):
+    """
+    L{BasePushProducer} under random operations.
+    """
+
+    def run_ops(
+        self,
+        cls: Any,
+        chunks: List[bytes],
+        ops: List[str],
+        threshold: int,
+        rate: int,
+        failAt: Optional[int],
+    ) -> None:
+        clock = Clock()
+        consumer = BackpressureConsumer(
+            threshold,
+            clock=clock,
+            drainRate=rate,
+            failOnWrite=None if failAt is None else OSError("write failed"),
+            failAfterWrites=failAt or 0,
+        )
+        producer = cls(chunks, clock)
+        d = producer.startProducing(consumer)
+        results: List[Any] = []
+        d.addBoth(results.append)
+        ended = False
+        for op in ops:
+            if op == "advance":
+                clock.advance(rate and 0.001)
+            elif op == "event":
+                producer.event()
+            elif op == "drain":
+                consumer.drain()
+            elif op == "drainSome":
+                consumer.drain(rate)
+            elif op == "pause":
+                # Recorded as if the consumer had made the call, so that
+                # writesAfterPause sees it.
+                consumer.calls.append(("pause",))
+                producer.pauseProducing()
+            elif op == "resume":
+                consumer.calls.append(("resume",))
+                producer.resumeProducing()
+            elif op in ("stop", "cancel", "lose"):
+                ended = ended or not results
+                if op == "stop":
+                    producer.stopProducing()
+                elif op == "cancel":
+                    d.cancel()
+                else:
+                    consumer.loseConnection()
+        # Let it run to the end: undo any test pause, then drive events and
+        # the clock, a bounded number of times.
+        consumer.calls.append(("resume",))
+        producer.resumeProducing()
+        for _ in range(len(chunks) * 4 + 20):
+            producer.event()
+            clock.advance(0.001)
+            if results and not clock.getDelayedCalls():
+                break
+        received = consumer.received
+        assert isinstance(received, bytes)
+        self.assertTrue(_isChunkPrefix(received, chunks), (received, chunks))
+        self.assertEqual(consumer.writesAfterPause(), [])
+        self.assertEqual(len(results), 1)
+        self.assertIsNone(consumer.producer)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        result = results[0]
+        complete = received == b"".join(chunks)
+        if isinstance(result, Failure):
+            if result.check(OSError):
+                self.assertIsNotNone(failAt)
+            else:
+                self.assertTrue(ended)
+                self.assertIsNotNone(result.check(ProducerStopped, CancelledError))
+            self.assertFalse(consumer.finished)
+        else:
+            self.assertTrue(complete)
+            self.assertEqual(result, len(received))
+            self.assertTrue(consumer.finished)
+            self.assertFalse(ended)
+
+    @_settings
+    @given(
+        _CHUNKS,
+        _OPS,
+        st.integers(0, 40),
+        st.integers(1, 16),
+        st.none() | st.integers(0, 20),
+    )
+    def test_generatedDeliversPrefixAndCompletesOnce(
+        self,
+        chunks: List[bytes],
+        ops: List[str],
+        threshold: int,
+        rate: int,
+        failAt: Optional[int],
+    ) -> None:
+        """
+        A generated producer delivers a prefix and completes once, correctly.
+        """
+        self.run_ops(Generated, chunks, ops, threshold, rate, failAt)
+
+    @_settings
+    @given(
+        _CHUNKS,
+        _OPS,
+        st.integers(0, 40),
+        st.integers(1, 16),
+        st.none() | st.integers(0, 20),
+    )
+    def test_eventDrivenDeliversPrefixAndCompletesOnce(
+        self,
+        chunks: List[bytes],
+        ops: List[str],
+        threshold: int,
+        rate: int,
+        failAt: Optional[int],
+    ) -> None:
+        """
+        An event-driven producer delivers a prefix and completes once,
+        correctly.
+        """
+        self.run_ops(EventDriven, chunks, ops, threshold, rate, failAt)
+
+
+class PullPropertyTests(SynchronousTestCase):
+    """
+    The package's FileSender, alone and through PullToPush, under random
+    drains, pauses, stops, cancellations and peer loss.
+    """
+
+    def run_pull(
+        self, data: bytes, chunk: int, ops: List[str], threshold: int, adapt: bool
+    ) -> None:
+        from twisted_streaming import FileSender, PullToPush
+
+        clock = Clock()
+        consumer = BackpressureConsumer(threshold, clock=clock, drainRate=chunk)
+        sender = FileSender()
+        sender.CHUNK_SIZE = chunk
+        target: Any = PullToPush(consumer, reactor=clock) if adapt else consumer
+        d = sender.beginFileTransfer(io.BytesIO(data), target)
+        results: List[Any] = []
+        d.addBoth(results.append)
+        ended = False
+        for op in ops:
+            if op == "advance":
+                clock.advance(0.001)
+            elif op == "drain":
+                consumer.drain()
+            elif op == "drainSome":
+                consumer.drain(chunk)
+            elif op == "pause" and adapt:
+                consumer.calls.append(("pause",))
+                target.pauseProducing()
+            elif op == "resume" and adapt:
+                consumer.calls.append(("resume",))
+                target.resumeProducing()
+            elif op in ("stop", "cancel", "lose"):
+                ended = ended or not results
+                if op == "stop":
+                    (target if adapt else sender).stopProducing()
+                elif op == "cancel":
+                    d.cancel()
+                else:
+                    consumer.loseConnection()
+        if adapt:
+            consumer.calls.append(("resume",))
+            target.resumeProducing()
+        for _ in range(len(data) + 20):
+            clock.advance(0.001)
+            consumer.drain()
+            if results and not clock.getDelayedCalls():
+                break
+        received = consumer.received
+        self.assertEqual(received, data[: len(received)])
+        self.assertEqual(consumer.writesAfterPause(), [])
+        self.assertEqual(len(results), 1)
+        self.assertIsNone(consumer.producer)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        if isinstance(results[0], Failure):
+            self.assertTrue(ended)
+            self.assertIsNotNone(results[0].check(ProducerStopped, CancelledError))
+        else:
+            self.assertEqual(received, data)
+            self.assertFalse(ended)
+
+    @_settings
+    @given(
+        st.binary(max_size=200),
+        st.integers(1, 50),
+        _OPS,
+        st.integers(0, 60),
+        st.booleans(),
+    )
+    def test_fileSenderDeliversPrefixAndCompletesOnce(
+        self, data: bytes, chunk: int, ops: List[str], threshold: int, adapt: bool
+    ) -> None:
+        """
+        FileSender (directly, or through PullToPush) delivers a prefix and
+        completes once, correctly.
+        """
+        self.run_pull(data, chunk, ops, threshold, adapt)

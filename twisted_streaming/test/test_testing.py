@@ -1,0 +1,218 @@
+"""
+Tests for the fakes of L{twisted_streaming.testing}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from twisted_streaming import BasePushProducer, ConsumerFinished, IFinishableConsumer
+from twisted_streaming.testing import (
+    BackpressureConsumer,
+    RecordingPullProducer,
+    RecordingPushProducer,
+    loopbackReceive,
+)
+
+
+class BackpressureConsumerTests(SynchronousTestCase):
+    """
+    L{BackpressureConsumer} applies backpressure like a real transport.
+    """
+
+    def test_interfaces(self) -> None:
+        """
+        It provides IConsumer and IFinishableConsumer.
+        """
+        consumer = BackpressureConsumer()
+        self.assertTrue(verifyObject(IConsumer, consumer))
+        self.assertTrue(verifyObject(IFinishableConsumer, consumer))
+
+    def test_pausesOnEveryWriteOverThresholdResumesOnce(self) -> None:
+        """
+        Every write over the threshold pauses again; a full drain resumes once.
+        """
+        consumer = BackpressureConsumer(threshold=3)
+        producer = RecordingPushProducer()
+        consumer.registerProducer(producer, True)
+        consumer.write(b"ab")
+        consumer.write(b"cd")
+        consumer.write(b"ef")
+        self.assertEqual(producer.calls, [("pause",), ("pause",)])
+        consumer.drain(5)
+        self.assertEqual(producer.calls, [("pause",), ("pause",)])
+        consumer.drain()
+        self.assertEqual(producer.calls, [("pause",), ("pause",), ("resume",)])
+        consumer.drain()
+        self.assertEqual(len(producer.calls), 3)
+        self.assertEqual(consumer.received, b"abcdef")
+
+    def test_recordsCallsInOrder(self) -> None:
+        """
+        Every call received or made is recorded, in order.
+        """
+        consumer = BackpressureConsumer(threshold=1)
+        consumer.registerProducer(RecordingPushProducer(), True)
+        consumer.write(b"xy")
+        consumer.drain()
+        consumer.unregisterProducer()
+        consumer.finish()
+        self.assertEqual(
+            consumer.calls,
+            [
+                ("registerProducer", True),
+                ("write", 2),
+                ("pause",),
+                ("drain", 2),
+                ("resume",),
+                ("unregisterProducer",),
+                ("finish",),
+            ],
+        )
+
+    def test_drainsOnClock(self) -> None:
+        """
+        With a clock, the buffer drains drainRate per interval and nothing
+        stays scheduled once it is empty.
+        """
+        clock = Clock()
+        consumer = BackpressureConsumer(
+            threshold=0, clock=clock, drainRate=2, drainInterval=1.0
+        )
+        producer = RecordingPushProducer()
+        consumer.registerProducer(producer, True)
+        consumer.write(b"abcde")
+        clock.advance(1)
+        self.assertEqual(consumer.buffered, 3)
+        clock.advance(1)
+        self.assertEqual(producer.calls, [("pause",)])
+        clock.advance(1)
+        self.assertEqual(consumer.buffered, 0)
+        self.assertEqual(producer.calls, [("pause",), ("resume",)])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_drivesPullProducer(self) -> None:
+        """
+        A pull producer is resumed on registration and after each drain.
+        """
+        consumer = BackpressureConsumer()
+        producer = RecordingPullProducer(consumer, (b"a", b"b"))
+        self.assertTrue(verifyObject(IPullProducer, producer))
+        consumer.registerProducer(producer, False)
+        self.assertEqual(consumer.received, b"a")
+        consumer.drain()
+        consumer.drain()
+        self.assertEqual(consumer.received, b"ab")
+        self.assertEqual(producer.calls, [("resume",), ("resume",), ("resume",)])
+        self.assertIsNone(consumer.producer)
+
+    def test_raisesOnWrite(self) -> None:
+        """
+        failOnWrite is raised once failAfterWrites writes have succeeded.
+        """
+        consumer = BackpressureConsumer(failOnWrite=OSError("boom"), failAfterWrites=1)
+        consumer.write(b"a")
+        self.assertRaises(OSError, consumer.write, b"b")
+        self.assertEqual(consumer.received, b"a")
+
+    def test_writeAfterFinishRaises(self) -> None:
+        """
+        Writing or finishing after finish raises ConsumerFinished.
+        """
+        consumer = BackpressureConsumer()
+        consumer.finish()
+        self.assertRaises(ConsumerFinished, consumer.write, b"a")
+        self.assertRaises(ConsumerFinished, consumer.finish)
+
+    def test_loseConnectionStopsProducer(self) -> None:
+        """
+        Losing the connection stops and forgets the producer; registering
+        afterwards stops the new producer at once.
+        """
+        consumer = BackpressureConsumer()
+        producer = RecordingPushProducer()
+        self.assertTrue(verifyObject(IPushProducer, producer))
+        consumer.registerProducer(producer, True)
+        consumer.loseConnection()
+        self.assertEqual(producer.calls, [("stop",)])
+        self.assertIsNone(consumer.producer)
+        later = RecordingPushProducer()
+        consumer.registerProducer(later, True)
+        self.assertEqual(later.calls, [("stop",)])
+
+    def test_objectStream(self) -> None:
+        """
+        With objects=True, items are recorded in a list and counted one each.
+        """
+        consumer = BackpressureConsumer(threshold=1, objects=True)
+        producer = RecordingPushProducer()
+        consumer.registerProducer(producer, True)
+        consumer.write({"a": 1})
+        consumer.write([2])
+        self.assertEqual(consumer.received, [{"a": 1}, [2]])
+        self.assertEqual(producer.calls, [("pause",)])
+
+    def test_writesAfterPause(self) -> None:
+        """
+        writesAfterPause finds writes between a pause and the next resume.
+        """
+        consumer = BackpressureConsumer(threshold=0)
+        consumer.registerProducer(RecordingPushProducer(), True)
+        consumer.write(b"a")
+        consumer.write(b"b")
+        self.assertEqual(consumer.writesAfterPause(), [3])
+
+
+class Chunks(BasePushProducer):
+    """
+    Produce C{count} chunks of 16 KiB.
+    """
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.left = count
+
+    def produce(self) -> Any:
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        return b"%015d\n" % (self.left,) * 1024
+
+
+class LoopbackTests(TestCase):
+    """
+    L{loopbackReceive} sends a stream over real loopback TCP and cleans up.
+    """
+
+    def test_receivesEverything(self) -> Deferred[bytes]:
+        """
+        All bytes arrive, in order, with a slow reader, and no port or
+        connection is left open.
+        """
+        expected = b"".join(b"%015d\n" % (i,) * 1024 for i in reversed(range(64)))
+
+        def start(transport: Any) -> Deferred[int]:
+            return Chunks(64).startProducing(transport)
+
+        d = loopbackReceive(start, slowReader=2)
+        d.addCallback(self.assertEqual, expected)
+        return d
+
+    def test_failureOfStartIsPassedOn(self) -> Deferred[None]:
+        """
+        If the stream fails, the result fails with that error, after cleanup.
+        """
+
+        def start(transport: Any) -> Deferred[None]:
+            transport.write(b"partial")
+            return fail(ValueError("stream broke"))
+
+        d = loopbackReceive(start)
+        self.assertFailure(d, ValueError)
+        return d.addCallback(lambda e: self.assertEqual(str(e), "stream broke"))

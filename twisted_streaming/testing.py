@@ -1,0 +1,805 @@
+"""
+Test helpers for producers and consumers: fakes that apply backpressure the
+way real transports do, a producer conformance suite, and a loopback helper.
+
+Twisted's own doubles (C{StringTransport}) never pause a producer and never
+drive a pull producer, so producer bugs pass their tests.  L{BackpressureConsumer}
+behaves like a TCP transport: it pauses a streaming producer when its buffer
+passes a threshold, I{repeats} the pause on every further write while over it,
+resumes once when drained, and calls C{resumeProducing} on a pull producer
+after registration and after each drain.
+
+The conformance suite checks a producer against the contract; use
+L{PushProducerConformanceMixin} or L{PullProducerConformanceMixin} with trial,
+or L{checkPushProducer} / L{checkPullProducer} from plain pytest.
+
+Importing this module does not install a reactor.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable, List, Optional, Tuple, Union
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
+from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_streaming._util import getReactor
+from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
+
+__all__ = [
+    "FILE_DATA",
+    "BackpressureConsumer",
+    "PullProducerConformanceMixin",
+    "PushProducerConformanceMixin",
+    "RecordingPullProducer",
+    "RecordingPushProducer",
+    "checkCompletion",
+    "checkIdempotentPause",
+    "checkNoWriteAfterPause",
+    "checkOneWritePerResume",
+    "checkPullProducer",
+    "checkPushProducer",
+    "checkStop",
+    "defaultStart",
+    "loopbackReceive",
+]
+
+Call = Tuple[Any, ...]
+
+
+@implementer(IConsumer, IFinishableConsumer)
+class BackpressureConsumer:
+    """
+    A fake consumer that applies backpressure exactly as Twisted's transports
+    do, and records every call it receives or makes.
+
+    Recorded in L{calls}, in order: C{("registerProducer", streaming)},
+    C{("write", size)}, C{("pause",)} and C{("resume",)} (calls this consumer
+    made on its producer), C{("stop",)} (from L{loseConnection}),
+    C{("unregisterProducer",)}, C{("finish",)} and C{("drain", size)}.
+
+    @ivar received: Everything written, in order: bytes, or a list of the
+        items written if C{objects} is true.
+    @ivar buffered: How much of L{received} is still in the buffer (bytes, or
+        items for object streams).
+    @ivar producer: The registered producer, or L{None}.
+    @ivar streaming: Whether L{producer} was registered as streaming.
+    @ivar finished: Whether C{finish()} has been called.
+    @ivar producerPaused: Whether this consumer has paused its producer and
+        not resumed it since.
+    """
+
+    def __init__(
+        self,
+        threshold: int = 65536,
+        *,
+        clock: Optional[Clock] = None,
+        drainRate: Optional[int] = None,
+        drainInterval: float = 0.001,
+        objects: bool = False,
+        failOnWrite: Optional[BaseException] = None,
+        failAfterWrites: int = 0,
+    ) -> None:
+        """
+        @param threshold: A streaming producer is paused whenever the buffer
+            holds more than this.
+        @param clock: If given, the buffer drains itself on this clock,
+            C{drainRate} every C{drainInterval} seconds, while it is not
+            empty; nothing is left scheduled once it is empty.
+        @param drainRate: How much each timed drain removes (all if L{None}).
+        @param drainInterval: Seconds between timed drains.
+        @param objects: Record written items in a list rather than bytes.
+        @param failOnWrite: Raise this from C{write} (after recording it) ...
+        @param failAfterWrites: ... once this many writes have succeeded.
+        """
+        self.threshold = threshold
+        self.clock = clock
+        self.drainRate = drainRate
+        self.drainInterval = drainInterval
+        self.objects = objects
+        self.failOnWrite = failOnWrite
+        self.failAfterWrites = failAfterWrites
+        self.calls: List[Call] = []
+        self.received: Union[bytes, List[Any]] = [] if objects else b""
+        self.buffered = 0
+        self.producer: Any = None
+        self.streaming: Optional[bool] = None
+        self.finished = False
+        self.producerPaused = False
+        self.disconnected = False
+        self._writes = 0
+        self._drainCall: Any = None
+
+    # IConsumer
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """
+        Register C{producer}; start a pull producer at once.  Like a
+        transport, stop the producer at once if the connection was lost.
+
+        @raise RuntimeError: If a producer is already registered.
+        """
+        self.calls.append(("registerProducer", streaming))
+        if self.producer is not None:
+            raise RuntimeError(f"{self.producer!r} is already registered")
+        if self.disconnected:
+            self.calls.append(("stop",))
+            producer.stopProducing()
+            return
+        self.producer = producer
+        self.streaming = bool(streaming)
+        self.producerPaused = False
+        if not streaming:
+            self.calls.append(("resume",))
+            producer.resumeProducing()
+
+    def unregisterProducer(self) -> None:
+        """
+        Forget the producer.
+        """
+        self.calls.append(("unregisterProducer",))
+        self.producer = None
+        self.streaming = None
+        self.producerPaused = False
+
+    def write(self, data: Any) -> None:
+        """
+        Buffer C{data}; pause a streaming producer if the buffer is over the
+        threshold, as often as this is called while it stays over.
+
+        @raise ConsumerFinished: If C{finish()} was called.
+        """
+        size = 1 if self.objects else len(data)
+        self.calls.append(("write", size))
+        if self.finished:
+            raise ConsumerFinished(f"{self!r} was written to after finish()")
+        if self.failOnWrite is not None and self._writes >= self.failAfterWrites:
+            raise self.failOnWrite
+        self._writes += 1
+        if self.disconnected:
+            return
+        if self.objects:
+            assert isinstance(self.received, list)
+            self.received.append(data)
+        else:
+            self.received += data
+        self.buffered += size
+        self._scheduleDrain()
+        if self.producer is not None and self.streaming:
+            if self.buffered > self.threshold:
+                self.producerPaused = True
+                self.calls.append(("pause",))
+                self.producer.pauseProducing()
+
+    # IFinishableConsumer
+
+    def finish(self) -> None:
+        """
+        Record the end of the stream.
+
+        @raise ConsumerFinished: If called twice.
+        """
+        self.calls.append(("finish",))
+        if self.finished:
+            raise ConsumerFinished(f"{self!r} was finished twice")
+        self.finished = True
+
+    # Driving
+
+    def drain(self, n: Optional[int] = None) -> int:
+        """
+        Remove C{n} (all if L{None}) from the buffer.  If it empties, resume
+        a paused streaming producer (once) or call C{resumeProducing} on a
+        pull producer, as a transport does.
+
+        @return: How much was drained.
+        """
+        amount = self.buffered if n is None else min(n, self.buffered)
+        if amount <= 0:
+            return 0
+        self.calls.append(("drain", amount))
+        self.buffered -= amount
+        if self.buffered == 0 and self.producer is not None:
+            if not self.streaming or self.producerPaused:
+                self.producerPaused = False
+                self.calls.append(("resume",))
+                self.producer.resumeProducing()
+        return amount
+
+    def loseConnection(self) -> None:
+        """
+        The peer went away: discard the buffer and stop and forget the
+        producer, as a transport does on connection loss.
+        """
+        self.disconnected = True
+        self.buffered = 0
+        self._cancelDrain()
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            self.calls.append(("stop",))
+            producer.stopProducing()
+
+    def writesAfterPause(self) -> List[int]:
+        """
+        Indexes into L{calls} of writes made after a pause and before the
+        next resume: each one breaks the push producer contract.
+        """
+        bad = []
+        paused = False
+        for i, call in enumerate(self.calls):
+            if call[0] == "pause":
+                paused = True
+            elif call[0] in ("resume", "unregisterProducer", "registerProducer"):
+                paused = False
+            elif call[0] == "write" and paused:
+                bad.append(i)
+        return bad
+
+    def _scheduleDrain(self) -> None:
+        if self.clock is None or self._drainCall is not None:
+            return
+        self._drainCall = self.clock.callLater(self.drainInterval, self._timedDrain)
+
+    def _cancelDrain(self) -> None:
+        if self._drainCall is not None and self._drainCall.active():
+            self._drainCall.cancel()
+        self._drainCall = None
+
+    def _timedDrain(self) -> None:
+        self._drainCall = None
+        self.drain(self.drainRate)
+        if self.buffered > 0:
+            self._scheduleDrain()
+
+
+@implementer(IPushProducer)
+class RecordingPushProducer:
+    """
+    A push producer that only records C{("pause",)}, C{("resume",)} and
+    C{("stop",)} in L{calls}.
+    """
+
+    def __init__(self) -> None:
+        self.calls: List[Call] = []
+
+    def pauseProducing(self) -> None:
+        self.calls.append(("pause",))
+
+    def resumeProducing(self) -> None:
+        self.calls.append(("resume",))
+
+    def stopProducing(self) -> None:
+        self.calls.append(("stop",))
+
+
+@implementer(IPullProducer)
+class RecordingPullProducer:
+    """
+    A pull producer that records C{("resume",)} and C{("stop",)} in L{calls}
+    and, if given a consumer and chunks, writes one chunk per
+    C{resumeProducing} and unregisters when they run out.
+    """
+
+    def __init__(
+        self, consumer: Optional[IConsumer] = None, chunks: Tuple[bytes, ...] = ()
+    ) -> None:
+        self.calls: List[Call] = []
+        self.consumer = consumer
+        self.chunks = list(chunks)
+
+    def resumeProducing(self) -> None:
+        self.calls.append(("resume",))
+        if self.consumer is None:
+            return
+        if self.chunks:
+            self.consumer.write(self.chunks.pop(0))
+        else:
+            consumer, self.consumer = self.consumer, None
+            consumer.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        self.calls.append(("stop",))
+
+
+# The conformance suite
+
+MakeProducer = Callable[[Clock], Any]
+StartProducer = Callable[[Any, Any], Optional[Deferred[Any]]]
+
+#: What L{defaultStart} gives a C{FileSender}-style producer to send: 40 KiB.
+FILE_DATA = bytes(range(256)) * 160
+
+# Bounds that keep a broken producer from looping forever.
+_MAX_STEPS = 10000
+
+
+def defaultStart(producer: Any, consumer: Any) -> Optional[Deferred[Any]]:
+    """
+    Start C{producer} the usual way: C{startProducing(consumer)} if it has
+    it (like L{BasePushProducer <twisted_streaming.BasePushProducer>}),
+    C{beginFileTransfer(file, consumer)} with L{FILE_DATA} if it has that
+    (like C{FileSender}), otherwise register it with C{consumer} directly.
+    """
+    if hasattr(producer, "startProducing"):
+        result: Optional[Deferred[Any]] = producer.startProducing(consumer)
+        return result
+    if hasattr(producer, "beginFileTransfer"):
+        started: Optional[Deferred[Any]] = producer.beginFileTransfer(
+            io.BytesIO(FILE_DATA), consumer
+        )
+        return started
+    consumer.registerProducer(producer, IPushProducer.providedBy(producer))
+    return None
+
+
+class _Outcome:
+    """
+    Watch a completion L{Deferred}: how often it fired and with what.
+    """
+
+    def __init__(self, d: Optional[Deferred[Any]]) -> None:
+        self.results: List[Any] = []
+        if d is not None:
+            d.addBoth(self._fired)
+
+    def _fired(self, result: Any) -> None:
+        self.results.append(result)
+        # Handled here, so a failure is never logged as unhandled.
+        return None
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+def _runToEnd(clock: Clock, consumer: BackpressureConsumer) -> None:
+    """
+    Advance C{clock} (which also drains C{consumer}) until the producer has
+    gone and nothing is scheduled, within a bounded number of steps.
+    """
+    for _ in range(_MAX_STEPS):
+        clock.advance(0)
+        calls = clock.getDelayedCalls()
+        if not calls:
+            if consumer.producer is None:
+                return
+            raise AssertionError(
+                f"producer stalled: registered, nothing scheduled "
+                f"(last calls: {consumer.calls[-6:]!r})"
+            )
+        clock.advance(min(c.getTime() for c in calls) - clock.seconds())
+    raise AssertionError(
+        f"producer did not finish within {_MAX_STEPS} steps "
+        f"(last calls: {consumer.calls[-6:]!r})"
+    )
+
+
+def checkIdempotentPause(
+    makeProducer: MakeProducer, start: StartProducer = defaultStart
+) -> None:
+    """
+    Several pauses are undone by one resume, and a paused producer writes
+    nothing.
+    """
+    clock = Clock()
+    consumer = BackpressureConsumer(threshold=2**62, clock=clock)
+    producer = makeProducer(clock)
+    outcome = _Outcome(start(producer, consumer))
+    for _ in range(3):
+        producer.pauseProducing()
+    before = len(consumer.received)
+    for _ in range(50):
+        clock.advance(1)
+    _check(
+        len(consumer.received) == before,
+        f"{producer!r} wrote while paused",
+    )
+    producer.resumeProducing()
+    try:
+        _runToEnd(clock, consumer)
+    except AssertionError as e:
+        raise AssertionError(f"after 3 pauses and 1 resume: {e}") from None
+    _check(
+        consumer.producer is None,
+        f"{producer!r} did not run to the end after 3 pauses and 1 resume "
+        f"(calls: {consumer.calls[-6:]!r})",
+    )
+    _check(len(outcome.results) <= 1, f"{producer!r} completed more than once")
+
+
+def checkNoWriteAfterPause(
+    makeProducer: MakeProducer, start: StartProducer = defaultStart
+) -> None:
+    """
+    Once paused (usually from inside C{write}), a push producer does not
+    write again until it is resumed.
+    """
+    clock = Clock()
+    consumer = BackpressureConsumer(threshold=0, clock=clock, drainRate=512)
+    producer = makeProducer(clock)
+    _Outcome(start(producer, consumer))
+    _runToEnd(clock, consumer)
+    bad = consumer.writesAfterPause()
+    _check(
+        not bad,
+        f"{producer!r} wrote after a pause at calls {bad[:5]!r} "
+        f"of {consumer.calls[: bad[0] + 1][-6:] if bad else []!r}",
+    )
+
+
+def checkStop(
+    makeProducer: MakeProducer,
+    start: StartProducer = defaultStart,
+    released: Optional[Callable[[Any], bool]] = None,
+) -> None:
+    """
+    C{stopProducing} unregisters the producer, releases its resources (as
+    C{released(producer)} says), fails or fires its completion once, leaves
+    nothing scheduled, and makes later calls harmless.
+    """
+    clock = Clock()
+    consumer = BackpressureConsumer(threshold=0, clock=clock)
+    producer = makeProducer(clock)
+    d = start(producer, consumer)
+    outcome = _Outcome(d)
+    clock.advance(0)
+    producer.stopProducing()
+    _check(
+        consumer.producer is None,
+        f"{producer!r} did not unregister when stopped (calls: {consumer.calls!r})",
+    )
+    writes = len([c for c in consumer.calls if c[0] == "write"])
+    if IPushProducer.providedBy(producer):
+        producer.pauseProducing()
+    producer.resumeProducing()
+    producer.stopProducing()
+    _runToEnd(clock, consumer)
+    _check(
+        writes == len([c for c in consumer.calls if c[0] == "write"]),
+        f"{producer!r} wrote after it was stopped",
+    )
+    _check(
+        d is None or len(outcome.results) == 1,
+        f"{producer!r}'s completion fired {len(outcome.results)} times after stop",
+    )
+    _check(
+        released is None or released(producer),
+        f"{producer!r} did not release its resources when stopped",
+    )
+    _check(
+        not clock.getDelayedCalls(),
+        f"{producer!r} left {clock.getDelayedCalls()!r} scheduled after stop",
+    )
+
+
+def checkCompletion(
+    makeProducer: MakeProducer,
+    start: StartProducer = defaultStart,
+    expected: Optional[Callable[[Any], Any]] = None,
+    pull: bool = False,
+) -> None:
+    """
+    Run to the end under backpressure: the completion fires exactly once,
+    after the producer unregistered; everything expected arrived; nothing is
+    left scheduled.
+    """
+    clock = Clock()
+    consumer = BackpressureConsumer(threshold=100, clock=clock, drainRate=50)
+    producer = makeProducer(clock)
+    d = start(producer, consumer)
+    outcome = _Outcome(d)
+    _runToEnd(clock, consumer)
+    if d is not None:
+        _check(
+            len(outcome.results) == 1,
+            f"{producer!r}'s completion fired {len(outcome.results)} times",
+        )
+    _check(consumer.producer is None, f"{producer!r} did not unregister at the end")
+    if expected is not None:
+        want = expected(producer)
+        _check(
+            consumer.received == want,
+            f"{producer!r} delivered {len(consumer.received)} of {len(want)} "
+            "expected, or different data",
+        )
+    _check(
+        not clock.getDelayedCalls(),
+        f"{producer!r} left {clock.getDelayedCalls()!r} scheduled at the end",
+    )
+
+
+def checkOneWritePerResume(
+    makeProducer: MakeProducer, start: StartProducer = defaultStart
+) -> None:
+    """
+    A pull producer writes exactly once for each C{resumeProducing} until it
+    is done (then unregisters instead).
+    """
+    clock = Clock()
+    consumer = BackpressureConsumer(clock=None)
+    producer = makeProducer(clock)
+    _Outcome(start(producer, consumer))
+    for _ in range(_MAX_STEPS):
+        clock.advance(0)
+        if consumer.producer is None:
+            break
+        resumes = [i for i, c in enumerate(consumer.calls) if c == ("resume",)]
+        after = consumer.calls[resumes[-1] + 1 :] if resumes else []
+        writes = len([c for c in after if c[0] == "write"])
+        _check(
+            writes == 1,
+            f"{producer!r} wrote {writes} times for one resumeProducing "
+            f"(calls: {consumer.calls[-6:]!r})",
+        )
+        consumer.drain()
+    else:
+        raise AssertionError(f"{producer!r} did not finish in {_MAX_STEPS} resumes")
+    _check(
+        not clock.getDelayedCalls(),
+        f"{producer!r} left {clock.getDelayedCalls()!r} scheduled at the end",
+    )
+
+
+def checkPushProducer(
+    makeProducer: MakeProducer,
+    start: StartProducer = defaultStart,
+    expected: Optional[Callable[[Any], Any]] = None,
+    released: Optional[Callable[[Any], bool]] = None,
+) -> None:
+    """
+    Run the whole push producer conformance suite; usable from plain pytest.
+
+    @param makeProducer: Called with a L{Clock}; returns a new producer that,
+        once started, produces its whole stream driven only by that clock and
+        by the consumer's pauses and resumes.
+    @param start: Starts the producer on a consumer; may return a completion
+        L{Deferred}.  By default, L{defaultStart}.
+    @param expected: Given the producer, returns what it should deliver.
+    @param released: Given a stopped producer, says if it released its
+        resources.
+
+    @raise AssertionError: Naming the first part of the contract broken.
+    """
+    checkIdempotentPause(makeProducer, start)
+    checkNoWriteAfterPause(makeProducer, start)
+    checkStop(makeProducer, start, released)
+    checkCompletion(makeProducer, start, expected)
+
+
+def checkPullProducer(
+    makeProducer: MakeProducer,
+    start: StartProducer = defaultStart,
+    expected: Optional[Callable[[Any], Any]] = None,
+    released: Optional[Callable[[Any], bool]] = None,
+) -> None:
+    """
+    Run the whole pull producer conformance suite; usable from plain pytest.
+    The parameters are those of L{checkPushProducer}.
+
+    @raise AssertionError: Naming the first part of the contract broken.
+    """
+    checkOneWritePerResume(makeProducer, start)
+    checkStop(makeProducer, start, released)
+    checkCompletion(makeProducer, start, expected)
+
+
+class _ConformanceBase:
+    """
+    What a user of a conformance mixin supplies.
+    """
+
+    def makeProducer(self, clock: Clock) -> Any:
+        """
+        Return a new producer that uses C{clock} as its reactor.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define makeProducer")
+
+    def start(self, producer: Any, consumer: Any) -> Optional[Deferred[Any]]:
+        """
+        Start C{producer} on C{consumer}; by default L{defaultStart}.
+        """
+        return defaultStart(producer, consumer)
+
+    def expectedData(self, producer: Any) -> Any:
+        """
+        What C{producer} should deliver, or L{None} not to check.
+        """
+        return None
+
+    def resourcesReleased(self, producer: Any) -> bool:
+        """
+        Has the stopped C{producer} released its resources?
+        """
+        return True
+
+    def _expected(self) -> Optional[Callable[[Any], Any]]:
+        if type(self).expectedData is _ConformanceBase.expectedData:
+            return None
+        return self.expectedData
+
+
+class PushProducerConformanceMixin(_ConformanceBase):
+    """
+    Mix into a trial test case (C{SynchronousTestCase}) and define
+    L{makeProducer} (and optionally C{start}, C{expectedData},
+    C{resourcesReleased}) to check a push producer against the contract.
+    """
+
+    def test_pauseIsIdempotent(self) -> None:
+        """
+        Several pauses are undone by one resume.
+        """
+        checkIdempotentPause(self.makeProducer, self.start)
+
+    def test_noWriteAfterPause(self) -> None:
+        """
+        No write follows a pause, even one that arrived from inside write.
+        """
+        checkNoWriteAfterPause(self.makeProducer, self.start)
+
+    def test_stopUnregistersAndIsFinal(self) -> None:
+        """
+        Stop unregisters, releases resources and makes later calls harmless.
+        """
+        checkStop(self.makeProducer, self.start, self.resourcesReleased)
+
+    def test_completesOnceAndCleanly(self) -> None:
+        """
+        The completion fires exactly once and nothing is left scheduled.
+        """
+        checkCompletion(self.makeProducer, self.start, self._expected())
+
+
+class PullProducerConformanceMixin(_ConformanceBase):
+    """
+    Mix into a trial test case (C{SynchronousTestCase}) and define
+    L{makeProducer} (and optionally C{start}, for example to call
+    C{beginFileTransfer}) to check a pull producer against the contract.
+    """
+
+    def test_oneWritePerResume(self) -> None:
+        """
+        Each resumeProducing gets exactly one write until the end.
+        """
+        checkOneWritePerResume(self.makeProducer, self.start)
+
+    def test_stopUnregistersAndIsFinal(self) -> None:
+        """
+        Stop unregisters, releases resources and makes later calls harmless.
+        """
+        checkStop(self.makeProducer, self.start, self.resourcesReleased)
+
+    def test_completesOnceAndCleanly(self) -> None:
+        """
+        The completion fires exactly once and nothing is left scheduled.
+        """
+        checkCompletion(self.makeProducer, self.start, self._expected())
+
+
+# Loopback
+
+
+class _Receiver(Protocol):
+    def __init__(self, slowReader: int, reactor: Any) -> None:
+        self.slowReader = slowReader
+        self.reactor = reactor
+        self.chunks: List[bytes] = []
+        self.lost: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+        if self.slowReader:
+            # Read again only after a few reactor turns, so the sender's
+            # buffers fill and it is paused.
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self._later(self.slowReader)
+
+    def _later(self, turns: int) -> None:
+        if turns <= 0:
+            if self.transport is not None and self.transport.connected:  # type: ignore[attr-defined]
+                self.transport.resumeProducing()  # type: ignore[attr-defined]
+            return
+        self.reactor.callLater(0, self._later, turns - 1)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
+
+
+class _Sender(Protocol):
+    def __init__(self, startFn: Callable[[Any], Optional[Deferred[Any]]]) -> None:
+        self.startFn = startFn
+        self.outcome: Deferred[Any] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        d = self.startFn(self.transport)
+        if d is None:
+            d = Deferred()
+            d.callback(None)
+        d.addBoth(self._done)
+
+    def _done(self, result: Any) -> None:
+        self.outcome.callback(result)
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
+
+
+class _ClientFactory(ClientFactory):
+    def __init__(self, client: _Receiver, server: _Sender, outcome: List[Any]) -> None:
+        self.client = client
+        self.server = server
+        self.outcome = outcome
+
+    def buildProtocol(self, addr: Any) -> _Receiver:
+        return self.client
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        # Nothing connected, so nothing else will end the wait.
+        self.outcome.insert(0, reason)
+        for d in (self.server.lost, self.client.lost):
+            if not d.called:
+                d.callback(None)
+
+
+def loopbackReceive(
+    startFn: Callable[[Any], Optional[Deferred[Any]]],
+    reactor: Any = None,
+    slowReader: int = 0,
+) -> Deferred[bytes]:
+    """
+    Send a stream over a real TCP connection on 127.0.0.1 and return what
+    arrived.
+
+    Listens on an ephemeral port, connects, and calls C{startFn(transport)}
+    with the server side transport; when the L{Deferred} it returns fires (at
+    once, if it returns L{None}) the server closes the connection.
+
+    Cleanup is done before the result fires: the port has stopped listening
+    and both ends of the connection are closed, so trial's dirty reactor
+    check passes without further work.  Return the L{Deferred} from a trial
+    C{TestCase} method (which also runs under pytest); it needs a running
+    reactor.
+
+    @param reactor: The reactor (the global one if L{None}).
+    @param slowReader: If positive, the client pauses reading after each
+        read and resumes that many reactor turns later, so a fast sender is
+        paused by real backpressure.
+
+    @return: A L{Deferred} that fires with the bytes received, or fails with
+        the failure of C{startFn}'s L{Deferred} (or of the connection).
+    """
+    from twisted.internet.defer import gatherResults
+
+    reactor = getReactor(reactor)
+    server = _Sender(startFn)
+    client = _Receiver(slowReader, reactor)
+    port = reactor.listenTCP(
+        0, Factory.forProtocol(lambda: server), interface="127.0.0.1"
+    )
+    result: Deferred[bytes] = Deferred()
+    outcome: List[Any] = []
+    connector = reactor.connectTCP(
+        "127.0.0.1", port.getHost().port, _ClientFactory(client, server, outcome)
+    )
+    server.outcome.addBoth(outcome.append)
+
+    def stop(_: Any) -> Any:
+        return port.stopListening()
+
+    def finish(_: Any) -> None:
+        connector.disconnect()
+        if outcome and isinstance(outcome[0], Failure):
+            result.errback(outcome[0])
+        else:
+            result.callback(b"".join(client.chunks))
+
+    gatherResults([server.lost, client.lost]).addBoth(stop).addBoth(finish)
+    return result
