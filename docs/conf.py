@@ -1,0 +1,109 @@
+"""
+Sphinx configuration for twisted_streaming.
+
+The docstrings are epytext, as in Twisted; L{_epytextToRest} turns them into
+reST as autodoc reads them, and the C{zope-interface} directive documents
+zope.interface interfaces, which autodoc cannot.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any, List
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
+import twisted_streaming
+
+project = "twisted_streaming"
+author = "The twisted_streaming developers"
+copyright = "2026, " + author
+release = version = twisted_streaming.__version__
+
+extensions = ["sphinx.ext.autodoc"]
+html_theme = "alabaster"
+exclude_patterns = ["_build"]
+autodoc_member_order = "bysource"
+autodoc_typehints = "none"
+autoclass_content = "class"
+
+_MARKUP = re.compile(r"([LCIBU])\{([^{}]*)\}")
+_FIELD = re.compile(r"^(\s*)@(param|type|return|rtype|raise|ivar|cvar|var|since|note)\b\s*([^:]*):")
+
+
+def _markup(match: "re.Match[str]") -> str:
+    kind, text = match.group(1), match.group(2)
+    if kind == "L":
+        text = text.split("<")[0].strip()
+    text = text.replace("\\\\", "\\")
+    if kind in "LCU":
+        return f"``{text}``"
+    return f"*{text}*" if kind == "I" else f"**{text}**"
+
+
+def _epytextToRest(lines: List[str]) -> None:
+    """
+    Rewrite epytext markup and fields in place as reST.
+    """
+    text = "\n".join(lines)
+    while True:
+        new = _MARKUP.sub(_markup, text)
+        if new == text:
+            break
+        text = new
+    out = []
+    for line in text.split("\n"):
+        match = _FIELD.match(line)
+        if match:
+            indent, field, arg = match.groups()
+            name = {"return": "returns", "raise": "raises", "cvar": "var"}.get(field, field)
+            rest = line[match.end():]
+            line = f"{indent}:{name} {arg.strip()}:{rest}" if arg.strip() else f"{indent}:{name}:{rest}"
+        out.append(line)
+    lines[:] = out
+
+
+def _processDocstring(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: List[str]) -> None:
+    _epytextToRest(lines)
+
+
+class ZopeInterface(SphinxDirective):
+    """
+    C{.. zope-interface:: dotted.name}: an interface, its attributes and its
+    methods, from their docstrings.
+    """
+
+    required_arguments = 1
+
+    def run(self) -> List[nodes.Node]:
+        moduleName, _, name = self.arguments[0].rpartition(".")
+        module = __import__(moduleName, fromlist=[name])
+        iface = getattr(module, name)
+        bases = ", ".join(b.__name__ for b in iface.__bases__ if b.__name__ != "Interface")
+        rst = [f".. py:class:: {name}" + (f"({bases})" if bases else ""), f"   :module: {moduleName}", ""]
+        rst += self._body(iface.__doc__ or "", "   ")
+        for member in iface.names():
+            description = iface[member]
+            getSignature = getattr(description, "getSignatureString", None)
+            if getSignature is not None:
+                rst += ["", f"   .. py:method:: {member}{getSignature()}", ""]
+            else:
+                rst += ["", f"   .. py:attribute:: {member}", ""]
+            rst += self._body(description.getDoc() or "", "      ")
+        node = nodes.section()
+        self.state.nested_parse(StringList(rst, self.arguments[0]), self.content_offset, node)
+        return node.children
+
+    def _body(self, doc: str, indent: str) -> List[str]:
+        lines = inspect.cleandoc(doc).splitlines()
+        _epytextToRest(lines)
+        return [indent + line if line else "" for line in lines]
+
+
+def setup(app: Sphinx) -> None:
+    app.connect("autodoc-process-docstring", _processDocstring)
+    app.add_directive("zope-interface", ZopeInterface)
