@@ -32,10 +32,12 @@ autodoc_typehints = "none"
 autoclass_content = "class"
 
 _MARKUP = re.compile(r"([LCIBU])\{([^{}]*)\}")
-_FIELD = re.compile(r"^(\s*)@(param|type|return|rtype|raise|ivar|cvar|var|since|note)\b\s*([^:]*):")
+_FIELD = re.compile(
+    r"^(\s*)@(param|type|return|rtype|raise|ivar|cvar|var|since|note)\b\s*([^:]*):"
+)
 
 
-def _markup(match: "re.Match[str]") -> str:
+def _markup(match: re.Match[str]) -> str:
     kind, text = match.group(1), match.group(2)
     if kind == "L":
         text = text.split("<")[0].strip()
@@ -60,14 +62,22 @@ def _epytextToRest(lines: List[str]) -> None:
         match = _FIELD.match(line)
         if match:
             indent, field, arg = match.groups()
-            name = {"return": "returns", "raise": "raises", "cvar": "var"}.get(field, field)
-            rest = line[match.end():]
-            line = f"{indent}:{name} {arg.strip()}:{rest}" if arg.strip() else f"{indent}:{name}:{rest}"
+            name = {"return": "returns", "raise": "raises", "cvar": "var"}.get(
+                field, field
+            )
+            rest = line[match.end() :]
+            line = (
+                f"{indent}:{name} {arg.strip()}:{rest}"
+                if arg.strip()
+                else f"{indent}:{name}:{rest}"
+            )
         out.append(line)
     lines[:] = out
 
 
-def _processDocstring(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: List[str]) -> None:
+def _processDocstring(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: List[str]
+) -> None:
     _epytextToRest(lines)
 
 
@@ -83,8 +93,14 @@ class ZopeInterface(SphinxDirective):
         moduleName, _, name = self.arguments[0].rpartition(".")
         module = __import__(moduleName, fromlist=[name])
         iface = getattr(module, name)
-        bases = ", ".join(b.__name__ for b in iface.__bases__ if b.__name__ != "Interface")
-        rst = [f".. py:class:: {name}" + (f"({bases})" if bases else ""), f"   :module: {moduleName}", ""]
+        bases = ", ".join(
+            b.__name__ for b in iface.__bases__ if b.__name__ != "Interface"
+        )
+        rst = [
+            f".. py:class:: {name}" + (f"({bases})" if bases else ""),
+            f"   :module: {moduleName}",
+            "",
+        ]
         rst += self._body(iface.__doc__ or "", "   ")
         for member in iface.names():
             description = iface[member]
@@ -95,7 +111,9 @@ class ZopeInterface(SphinxDirective):
                 rst += ["", f"   .. py:attribute:: {member}", ""]
             rst += self._body(description.getDoc() or "", "      ")
         node = nodes.section()
-        self.state.nested_parse(StringList(rst, self.arguments[0]), self.content_offset, node)
+        self.state.nested_parse(
+            StringList(rst, self.arguments[0]), self.content_offset, node
+        )
         return node.children
 
     def _body(self, doc: str, indent: str) -> List[str]:
