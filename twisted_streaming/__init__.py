@@ -4,6 +4,7 @@ without eating memory, burning CPU or stalling the reactor.
 """
 
 from twisted_streaming._consumers import FileConsumer
+from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
 from twisted_streaming._pull import FileSender, PullToPush
 from twisted_streaming._push import BasePushProducer
 from twisted_streaming._util import ContextFailure
@@ -32,6 +33,8 @@ __all__ = [
     "IPushProducer",
     "ProducerStateError",
     "ProducerStopped",
+    "ProxyFactory",
+    "ProxyStatistics",
     "PullToPush",
     "__version__",
 ]

@@ -1,0 +1,384 @@
+"""
+L{ProxyFactory}: a TCP (or any stream) forwarder with backpressure both ways
+and half-close, a drop-in for L{twisted.protocols.portforward.ProxyFactory}.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional, Type, TypeVar
+
+from attrs import define, field
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableDescriptor,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    ISSLTransport,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol, ServerFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_streaming._util import getReactor
+
+__all__ = ["ProxyFactory", "ProxyStatistics"]
+
+_log = Logger()
+_Factory = TypeVar("_Factory", bound="ProxyFactory")
+
+
+@define
+class ProxyStatistics:
+    """
+    What one proxied connection did.
+
+    @ivar bytesToUpstream: Bytes read from the client and written upstream.
+    @ivar bytesToClient: Bytes read from upstream and written to the client.
+    @ivar started: When the client connected (C{time.time()}).
+    @ivar ended: When both connections had closed, or L{None} until then.
+    @ivar reason: How it ended: C{"closed"} (both sides finished),
+        C{"client lost"} or C{"upstream lost"} (one side disconnected first),
+        C{"refused"}, C{"connect timeout"} or C{"connect failed"} (upstream
+        was never reached), C{"idle timeout"}, or C{""} while in progress.
+    """
+
+    bytesToUpstream: int = 0
+    bytesToClient: int = 0
+    started: float = field(factory=time.time)
+    ended: Optional[float] = None
+    reason: str = ""
+
+    @property
+    def duration(self) -> float:
+        """
+        Seconds from the client's connection to the end (or to now).
+        """
+        return (self.ended if self.ended is not None else time.time()) - self.started
+
+
+@implementer(IPushProducer)
+class _Reader:
+    """
+    One side's transport, as the streaming producer of the other side's
+    transport: the other side pauses this side's reading when its write
+    buffer is full.  Once this side's read direction has ended, resuming
+    never restarts reading (the transport would read again, and report the
+    end of stream twice).
+    """
+
+    def __init__(self, side: _ProxySide) -> None:
+        self.side = side
+
+    def pauseProducing(self) -> None:
+        if not self.side.readDone and self.side.transport is not None:
+            self.side.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if not self.side.readDone and self.side.transport is not None:
+            self.side.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        # The other side's connection is gone; connectionLost tears down.
+        pass
+
+
+def _canHalfClose(transport: object) -> bool:
+    return bool(
+        IHalfCloseableDescriptor.providedBy(transport)
+        and not ISSLTransport.providedBy(transport)
+    )
+
+
+@implementer(IHalfCloseableProtocol)
+class _ProxySide(Protocol):
+    """
+    One of the two connections of a proxied connection.
+    """
+
+    transport: Any
+    peer: Optional[_ProxySide] = None
+    connection: _Connection
+    readDone = False
+    writeDone = False
+    lost = False
+
+    def link(self, peer: _ProxySide) -> None:
+        """
+        Forward to C{peer}, each transport the other's streaming producer.
+        """
+        self.peer = peer
+        peer.transport.registerProducer(_Reader(self), True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.connection.received(self, len(data))
+        if self.peer is not None:
+            self.peer.transport.write(data)
+
+    def readConnectionLost(self) -> None:
+        """
+        This side sent its end of stream: pass it on as a half-close.
+        """
+        self.readDone = True
+        peer = self.peer
+        if peer is None or peer.lost:
+            self.transport.loseConnection()
+            return
+        # A paused producer would keep the half-close from ever happening.
+        peer.transport.unregisterProducer()
+        transport: Any = peer.transport
+        if _canHalfClose(transport):
+            transport.loseWriteConnection()
+        else:
+            # TLS cannot half-close: close, as portforward does.
+            peer.readDone = True
+            transport.loseConnection()
+        self.connection.maybeClose()
+
+    def writeConnectionLost(self) -> None:
+        self.writeDone = True
+        self.connection.maybeClose()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost = True
+        self.connection.sideLost(self)
+
+
+class _ClientSide(_ProxySide):
+    def connectionMade(self) -> None:
+        # Read nothing until upstream is connected.
+        self.transport.pauseProducing()
+        self.connection.connect()
+
+
+class _UpstreamSide(_ProxySide):
+    pass
+
+
+class _Connection:
+    """
+    A client connection and its upstream connection.
+    """
+
+    def __init__(self, factory: ProxyFactory, client: _ClientSide) -> None:
+        self.factory = factory
+        self.client = client
+        self.upstream: Optional[_UpstreamSide] = None
+        self.statistics = ProxyStatistics()
+        self.done: Deferred[ProxyStatistics] = Deferred()
+        self._connecting: Optional[Deferred[Any]] = None
+        self._idle: Optional[IDelayedCall] = None
+
+    def connect(self) -> None:
+        factory = self.factory
+        upstream = _UpstreamSide()
+        upstream.connection = self
+        d = factory.endpoint().connect(Factory.forProtocol(lambda: upstream))
+        self._connecting = d
+        d.addTimeout(factory.connectTimeout, factory.reactor)
+        d.addCallbacks(self._connected, self._connectFailed)
+        if factory.idleTimeout is not None:
+            self._idle = factory.reactor.callLater(
+                factory.idleTimeout, self._idleTimedOut
+            )
+
+    def _connected(self, upstream: _UpstreamSide) -> None:
+        self._connecting = None
+        self.upstream = upstream
+        self.client.link(upstream)
+        upstream.link(self.client)
+        self.client.transport.resumeProducing()
+
+    def _connectFailed(self, reason: Failure) -> None:
+        self._connecting = None
+        if self.client.lost:
+            # The client left first; sideLost has reported it.
+            return
+        if reason.check(ConnectionRefusedError):
+            self.statistics.reason = "refused"
+        elif reason.check(TimeoutError, CancelledError):
+            self.statistics.reason = "connect timeout"
+        else:
+            self.statistics.reason = "connect failed"
+        _log.info(
+            "Upstream for {client} not reached: {error}",
+            client=self.client.transport.getPeer(),
+            error=reason.getErrorMessage(),
+        )
+        self.client.transport.loseConnection()
+
+    def received(self, side: _ProxySide, size: int) -> None:
+        if side is self.client:
+            self.statistics.bytesToUpstream += size
+        else:
+            self.statistics.bytesToClient += size
+        if self._idle is not None and self._idle.active():
+            assert self.factory.idleTimeout is not None
+            self._idle.reset(self.factory.idleTimeout)
+
+    def _idleTimedOut(self) -> None:
+        self._idle = None
+        self.statistics.reason = "idle timeout"
+        for side in (self.client, self.upstream):
+            if side is not None and not side.lost:
+                side.transport.abortConnection()
+
+    def maybeClose(self) -> None:
+        """
+        Close both connections once both directions are done.
+        """
+        upstream = self.upstream
+        if upstream is None:
+            return
+        clientDone = self.client.readDone or self.client.lost
+        upstreamDone = upstream.readDone or upstream.lost
+        if clientDone and upstreamDone:
+            self.statistics.reason = self.statistics.reason or "closed"
+            for side in (self.client, upstream):
+                if not side.lost:
+                    side.transport.loseConnection()
+
+    def sideLost(self, side: _ProxySide) -> None:
+        if self.statistics.ended is not None:
+            return
+        other = self.upstream if side is self.client else self.client
+        if not self.statistics.reason:
+            if side.readDone and other is not None and other.readDone:
+                self.statistics.reason = "closed"
+            else:
+                self.statistics.reason = (
+                    "client lost" if side is self.client else "upstream lost"
+                )
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if other is not None and not other.lost:
+            other.transport.unregisterProducer()
+            other.transport.loseConnection()
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        self.statistics.ended = time.time()
+        stats = self.statistics
+        _log.info(
+            "Proxied {client}: {up} bytes up, {down} bytes down in "
+            "{duration:.3f}s ({reason})",
+            client=self.client.transport.getPeer(),
+            up=stats.bytesToUpstream,
+            down=stats.bytesToClient,
+            duration=stats.duration,
+            reason=stats.reason,
+        )
+        self.factory._connectionDone(self)
+        self.done.callback(stats)
+
+
+class ProxyFactory(ServerFactory):
+    """
+    Forward every connection to an upstream server, with backpressure both
+    ways and half-close.
+
+    C{ProxyFactory(host, port)} is a drop-in for
+    L{twisted.protocols.portforward.ProxyFactory}; L{forEndpoint} takes any
+    client endpoint (TLS, UNIX, IPv6, anything C{clientFromString} makes).
+    It can listen on any server endpoint.
+
+      - Nothing is read from the client until the upstream connection is up.
+      - Each transport is the other's streaming producer: a slow reader on
+        either side pauses reading on the other, so a connection never holds
+        more than the two transports' own buffers (about 64 KiB each plus one
+        read).
+      - An end of stream from either side becomes a half-close
+        (C{loseWriteConnection}) of the other, and both connections close
+        once both directions are done.  Over TLS, which cannot half-close,
+        the other side is closed instead, as portforward does.
+      - If upstream refuses, times out (L{connectTimeout}) or disconnects,
+        the client is closed promptly, and the other way round.
+
+    Each connection's L{ProxyStatistics} are logged when it ends, passed to
+    L{onConnectionDone} if set, and given by the Deferred of
+    C{protocol.connection.done}.
+
+    @ivar connectTimeout: Seconds to wait for the upstream connection.
+    @ivar idleTimeout: Close a connection after this many seconds without
+        data either way; L{None} for never.
+    @ivar maxConnections: Refuse (close at once) new clients beyond this many
+        open connections; L{None} for no limit.
+    @ivar onConnectionDone: Called with each connection's L{ProxyStatistics}
+        when it ends.
+    @ivar connections: The number of open proxied connections.
+    """
+
+    protocol = _ClientSide
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        reactor: Optional[Any] = None,
+        connectTimeout: float = 30,
+        idleTimeout: Optional[float] = None,
+        maxConnections: Optional[int] = None,
+        onConnectionDone: Optional[Callable[[ProxyStatistics], None]] = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._reactor = reactor
+        self._endpoint: Optional[IStreamClientEndpoint] = None
+        self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections
+        self.onConnectionDone = onConnectionDone
+        self.connections = 0
+
+    @classmethod
+    def forEndpoint(
+        cls: Type[_Factory], endpoint: IStreamClientEndpoint, **kwargs: Any
+    ) -> _Factory:
+        """
+        A proxy to whatever C{endpoint} connects to; keyword arguments as for
+        the constructor.
+        """
+        factory = cls("", 0, **kwargs)
+        factory._endpoint = endpoint
+        return factory
+
+    @property
+    def reactor(self) -> Any:
+        return getReactor(self._reactor)
+
+    def endpoint(self) -> IStreamClientEndpoint:
+        """
+        The endpoint upstream connections are made with.
+        """
+        if self._endpoint is None:
+            self._endpoint = HostnameEndpoint(
+                self.reactor, self.host, self.port, timeout=self.connectTimeout
+            )
+        return self._endpoint
+
+    def buildProtocol(self, addr: Any) -> Optional[Protocol]:
+        if self.maxConnections is not None and self.connections >= self.maxConnections:
+            _log.info(
+                "Refusing {addr}: {n} connections open", addr=addr, n=self.connections
+            )
+            return None
+        client = _ClientSide()
+        client.factory = self
+        client.connection = _Connection(self, client)
+        self.connections += 1
+        return client
+
+    def _connectionDone(self, connection: _Connection) -> None:
+        self.connections -= 1
+        if self.onConnectionDone is not None:
+            try:
+                self.onConnectionDone(connection.statistics)
+            except Exception:
+                _log.failure("onConnectionDone failed")

@@ -1,0 +1,501 @@
+"""
+Tests for L{twisted_streaming.ProxyFactory}, over real loopback connections
+and, for timeouts and limits, over fakes on a L{Clock}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any, List, Optional, cast
+
+from cryptography.hazmat.primitives import serialization
+from twisted.internet import reactor as _globalReactor
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+
+from twisted_streaming import BasePushProducer, ProxyFactory, ProxyStatistics
+from twisted_streaming.test.test_faults import selfSigned
+
+reactor: Any = _globalReactor
+
+MiB = 1024 * 1024
+
+
+class Stream(BasePushProducer):
+    """
+    C{total} pseudo-random bytes from C{seed}, in 64 KiB chunks.
+    """
+
+    def __init__(self, seed: int, total: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+        self.left = total
+
+    def produce(self) -> Optional[bytes]:
+        if self.left <= 0:
+            return None
+        size = min(self.left, 65536)
+        self.left -= size
+        return self.rng.randbytes(size)
+
+
+def digest(seed: int, total: int) -> bytes:
+    stream = Stream(seed, total)
+    h = hashlib.sha256()
+    while (chunk := stream.produce()) is not None:
+        h.update(chunk)
+    return h.digest()
+
+
+@implementer(IHalfCloseableProtocol)
+class Peer(Protocol):
+    """
+    One end of a test connection: optionally sends a stream and half-closes,
+    hashes what it receives, and optionally echoes or replies at EOF.
+    """
+
+    def __init__(
+        self,
+        send: int = 0,
+        seed: int = 0,
+        echo: bool = False,
+        reply: bool = False,
+        readPaused: bool = False,
+    ) -> None:
+        self.send, self.seed = send, seed
+        self.echo, self.reply, self.readPaused = echo, reply, readPaused
+        self.hash = hashlib.sha256()
+        self.data = b""
+        self.received = 0
+        self.producer: Optional[Stream] = None
+        self.eof = False
+        self.lost: Deferred[None] = Deferred()
+        self.reason: Optional[Failure] = None
+
+    def connectionMade(self) -> None:
+        if self.readPaused:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+        if self.send:
+            self.producer = Stream(self.seed, self.send)
+            d = self.producer.startProducing(self.transport)  # type: ignore[arg-type]
+            d.addCallbacks(
+                lambda _: self.transport.loseWriteConnection(),  # type: ignore[union-attr]
+                lambda f: None,
+            )
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        self.hash.update(data)
+        if self.reply:
+            self.data += data
+        if self.echo:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def readConnectionLost(self) -> None:
+        self.eof = True
+        if self.reply:
+            self.transport.write(b"REPLY:" + self.data)  # type: ignore[union-attr]
+        if self.reply or self.echo:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        elif not self.send or (
+            self.producer is not None and not self.producer.producing
+        ):
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        if self.eof:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reason = reason
+        self.lost.callback(None)
+
+
+class RecordingProxyFactory(ProxyFactory):
+    """
+    A L{ProxyFactory} that keeps its client-side protocols and statistics.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clients: List[Any] = []
+        self.finished: List[ProxyStatistics] = []
+        self.onConnectionDone = self.finished.append
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self.clients.append(protocol)
+        return protocol
+
+
+class ProxyTests(TestCase):
+    """
+    The proxy over real TCP connections on 127.0.0.1.
+    """
+
+    def listen(self, factory: Any, **kwargs: Any) -> int:
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1", **kwargs)
+        self.addCleanup(port.stopListening)
+        return int(port.getHost().port)
+
+    def upstream(self, make: Any) -> int:
+        self.upstreams: List[Peer] = []
+
+        def build() -> Peer:
+            peer = make()
+            self.upstreams.append(peer)
+            return peer
+
+        return self.listen(Factory.forProtocol(build), backlog=1024)
+
+    def proxy(self, upstreamPort: int, **kwargs: Any) -> int:
+        self.factory = RecordingProxyFactory("127.0.0.1", upstreamPort, **kwargs)
+        return self.listen(self.factory, backlog=1024)
+
+    async def client(self, port: int, peer: Peer) -> Peer:
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), peer)
+
+        def cleanup() -> Any:
+            if not peer.lost.called:
+                peer.transport.abortConnection()  # type: ignore[union-attr]
+            return peer.lost
+
+        self.addCleanup(cleanup)
+        return peer
+
+    async def test_dropIn(self) -> None:
+        """
+        C{ProxyFactory(host, port)} keeps portforward's attributes.
+        """
+        factory = ProxyFactory("127.0.0.1", 4321)
+        self.assertEqual((factory.host, factory.port), ("127.0.0.1", 4321))
+
+    async def test_bothWaysAtOnce(self) -> None:
+        """
+        32 MiB each way at once arrive intact (SHA-256 on both ends), and the
+        statistics count them.
+        """
+        size = 32 * MiB
+        port = self.proxy(self.upstream(lambda: Peer(send=size, seed=2)))
+        client = await self.client(port, Peer(send=size, seed=1))
+        await client.lost
+        await self.upstreams[0].lost
+        self.assertEqual(client.hash.digest(), digest(2, size))
+        self.assertEqual(self.upstreams[0].hash.digest(), digest(1, size))
+        stats = await self.factory.clients[0].connection.done
+        self.assertEqual((stats.bytesToUpstream, stats.bytesToClient), (size, size))
+        self.assertEqual(stats.reason, "closed")
+
+    async def test_halfClose(self) -> None:
+        """
+        A client that sends, shuts down its write side and waits still gets
+        the whole reply.
+        """
+        port = self.proxy(self.upstream(lambda: Peer(reply=True)))
+        client = Peer(reply=False)
+        await self.client(port, client)
+        client.transport.write(b"hello")  # type: ignore[union-attr]
+        client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        got: List[bytes] = []
+        client.dataReceived = got.append  # type: ignore[method-assign,assignment]
+        await client.lost
+        self.assertEqual(b"".join(got), b"REPLY:hello")
+        stats = await self.factory.clients[0].connection.done
+        self.assertEqual(stats.reason, "closed")
+
+    async def slowReader(self, slowSide: str) -> None:
+        size = 64 * MiB
+        if slowSide == "upstream":
+            port = self.proxy(self.upstream(lambda: Peer(readPaused=True)))
+            client = await self.client(port, Peer(send=size, seed=3))
+            await connected(self.factory)
+            sender, reader = client, None
+        else:
+            port = self.proxy(self.upstream(lambda: Peer(send=size, seed=4)))
+            client = await self.client(port, Peer(readPaused=True))
+            await connected(self.factory)
+            sender, reader = None, client
+        proxied = self.factory.clients[0].connection
+        while not self.upstreams:
+            await turn()
+        source = sender.producer if sender else self.upstreams[0].producer
+        assert source is not None
+        await paused(source)
+        # Everything is backed up: the proxy holds no more than its two
+        # transports' buffers, though 64 MiB are waiting to be sent.
+        sides = [proxied.client, proxied.upstream]
+        held = sum(
+            len(s.transport.dataBuffer) + s.transport._tempDataLen for s in sides
+        )
+        self.assertLess(held, 512 * 1024)
+        stats = proxied.statistics
+        self.assertLess(stats.bytesToUpstream + stats.bytesToClient, 16 * MiB)
+        # Let the slow side read: everything arrives intact.
+        slow = self.upstreams[0] if reader is None else reader
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
+        await slow.lost if reader is None else reader.lost
+        await client.lost
+        seed = 3 if reader is None else 4
+        self.assertEqual(slow.hash.digest(), digest(seed, size))
+
+    async def test_slowUpstreamReader(self) -> None:
+        """
+        An upstream that does not read pauses reading from the client; the
+        proxy's buffers stay bounded.
+        """
+        await self.slowReader("upstream")
+
+    async def test_slowClientReader(self) -> None:
+        """
+        A client that does not read pauses reading from upstream; the proxy's
+        buffers stay bounded.
+        """
+        await self.slowReader("client")
+
+    async def test_upstreamRefused(self) -> None:
+        """
+        When upstream refuses, the client is closed promptly and the
+        statistics say so.
+        """
+        closed = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        refusedPort = closed.getHost().port
+        await closed.stopListening()
+        port = self.proxy(refusedPort)
+        client = await self.client(port, Peer())
+        await client.lost
+        self.assertEqual(client.received, 0)
+        stats = await self.factory.clients[0].connection.done
+        self.assertEqual(stats.reason, "refused")
+        self.assertEqual(self.factory.connections, 0)
+
+    async def test_upstreamVanishesMidStream(self) -> None:
+        """
+        An upstream that disconnects mid-stream closes the client.
+        """
+
+        class Vanishing(Peer):
+            def dataReceived(self, data: bytes) -> None:
+                super().dataReceived(data)
+                if self.received > MiB:
+                    self.transport.abortConnection()  # type: ignore[union-attr]
+
+        port = self.proxy(self.upstream(Vanishing))
+        client = await self.client(port, Peer(send=64 * MiB, seed=5))
+        await client.lost
+        self.assertLess(self.upstreams[0].received, 64 * MiB)
+        stats = await self.factory.clients[0].connection.done
+        self.assertEqual(stats.reason, "upstream lost")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    async def test_clientVanishesMidStream(self) -> None:
+        """
+        A client that disconnects mid-stream closes the upstream connection.
+        """
+
+        class Vanishing(Peer):
+            def dataReceived(self, data: bytes) -> None:
+                super().dataReceived(data)
+                if self.received > MiB:
+                    self.transport.abortConnection()  # type: ignore[union-attr]
+
+        port = self.proxy(self.upstream(lambda: Peer(send=64 * MiB, seed=6)))
+        client = await self.client(port, Vanishing())
+        await client.lost
+        await self.upstreams[0].lost
+        stats = await self.factory.clients[0].connection.done
+        self.assertEqual(stats.reason, "client lost")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    async def test_manyConcurrentConnections(self) -> None:
+        """
+        500 concurrent connections each echo 64 KiB through the proxy.
+        """
+        port = self.proxy(self.upstream(lambda: Peer(echo=True)))
+        clients = [Peer(send=65536, seed=i) for i in range(500)]
+        await gatherResults(
+            [Deferred.fromCoroutine(self.client(port, c)) for c in clients]
+        )
+        await gatherResults([c.lost for c in clients])
+        await gatherResults([p.connection.done for p in self.factory.clients])
+        for i, c in enumerate(clients):
+            self.assertEqual(c.hash.digest(), digest(i, 65536), i)
+        self.assertEqual(len(self.factory.finished), 500)
+        self.assertEqual({s.reason for s in self.factory.finished}, {"closed"})
+
+    async def test_tlsUpstream(self) -> None:
+        """
+        The proxy reaches a TLS upstream through a TLS client endpoint; data
+        goes both ways, and the client's end of stream closes the connection
+        (TLS cannot half-close).
+        """
+        key, cert = selfSigned("localhost")
+        serverOptions = CertificateOptions(
+            privateKey=cast(Any, key), certificate=cast(Any, cert)
+        )
+        upstreams: List[Peer] = []
+
+        def build() -> Peer:
+            upstreams.append(Peer(echo=True))
+            return upstreams[-1]
+
+        tlsPort = reactor.listenSSL(
+            0, Factory.forProtocol(build), serverOptions, interface="127.0.0.1"
+        )
+        self.addCleanup(tlsPort.stopListening)
+        trust = Certificate.loadPEM(cert.public_bytes(serialization.Encoding.PEM))
+        endpoint = wrapClientTLS(
+            optionsForClientTLS("localhost", trustRoot=trust),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", tlsPort.getHost().port),
+        )
+        factory = RecordingProxyFactory.forEndpoint(endpoint)
+        port = self.listen(factory)
+        client = await self.client(port, Peer(send=4 * MiB, seed=7))
+        await client.lost
+        await upstreams[0].lost
+        self.assertEqual(upstreams[0].hash.digest(), digest(7, 4 * MiB))
+        self.assertGreater(client.received, 0)
+        stats = await factory.clients[0].connection.done
+        self.assertEqual(stats.bytesToUpstream, 4 * MiB)
+        self.assertEqual(factory.finished, [stats])
+
+
+async def turn() -> None:
+    d: Deferred[None] = Deferred()
+    reactor.callLater(0, d.callback, None)
+    await d
+
+
+async def connected(factory: RecordingProxyFactory) -> None:
+    """
+    Wait until the first proxied connection has its upstream.
+    """
+    while not factory.clients or factory.clients[0].connection.upstream is None:
+        await turn()
+
+
+def paused(producer: BasePushProducer) -> Deferred[None]:
+    """
+    Fire when C{producer} is (or next gets) paused.
+    """
+    d: Deferred[None] = Deferred()
+    if producer.paused:
+        d.callback(None)
+        return d
+    original = producer.producingPaused
+
+    def hook() -> None:
+        original()
+        if not d.called:
+            d.callback(None)
+
+    producer.producingPaused = hook  # type: ignore[method-assign]
+    return d
+
+
+@implementer(IStreamClientEndpoint)
+class FakeEndpoint:
+    """
+    An endpoint that connects to a L{StringTransport} at once, or never.
+    """
+
+    def __init__(self, never: bool = False) -> None:
+        self.never = never
+        self.attempts: List[Deferred[Any]] = []
+        self.transports: List[StringTransport] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        if self.never:
+            d: Deferred[Any] = Deferred()
+            self.attempts.append(d)
+            return d
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        self.transports.append(transport)
+        protocol.makeConnection(transport)
+        return succeed(protocol)
+
+
+class TimeoutAndLimitTests(SynchronousTestCase):
+    """
+    Timeouts and the connection limit, on a L{Clock}.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.done: List[ProxyStatistics] = []
+
+    def connect(self, factory: ProxyFactory) -> Any:
+        protocol = factory.buildProtocol(None)
+        assert protocol is not None
+        transport: Any = StringTransport()
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        return transport
+
+    def test_connectTimeout(self) -> None:
+        """
+        A client whose upstream does not answer within C{connectTimeout} is
+        closed.
+        """
+        endpoint = FakeEndpoint(never=True)
+        factory = ProxyFactory.forEndpoint(
+            endpoint, reactor=self.clock, connectTimeout=5,
+            onConnectionDone=self.done.append,
+        )  # fmt: skip
+        transport = self.connect(factory)
+        self.assertTrue(transport.producerState == "paused")
+        self.clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+        transport.protocol.connectionLost(Failure(Exception("closed")))
+        self.assertEqual(self.done[0].reason, "connect timeout")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_idleTimeout(self) -> None:
+        """
+        A connection with no data either way for C{idleTimeout} seconds is
+        closed; data postpones it.
+        """
+        endpoint = FakeEndpoint()
+        factory = ProxyFactory.forEndpoint(
+            endpoint, reactor=self.clock, idleTimeout=10,
+            onConnectionDone=self.done.append,
+        )  # fmt: skip
+        transport = self.connect(factory)
+        self.assertEqual(transport.producerState, "producing")
+        self.clock.advance(9)
+        transport.protocol.dataReceived(b"ping")
+        self.assertEqual(endpoint.transports[0].value(), b"ping")
+        self.clock.advance(9)
+        self.assertFalse(transport.disconnected)
+        self.clock.advance(1.5)
+        self.assertTrue(transport.disconnecting or transport.disconnected)
+        self.assertTrue(endpoint.transports[0].disconnecting)
+
+    def test_maxConnections(self) -> None:
+        """
+        Beyond C{maxConnections} open connections, new clients are refused.
+        """
+        factory = ProxyFactory.forEndpoint(
+            FakeEndpoint(never=True), reactor=self.clock, maxConnections=2
+        )
+        self.connect(factory)
+        self.connect(factory)
+        self.assertIsNone(factory.buildProtocol(None))
+        self.assertEqual(factory.connections, 2)
+        self.clock.advance(60)
