@@ -8,3 +8,10 @@ randomIntegers = ServiceMaker(
     "Serve random integers with a push producer.",
     "random-integers",
 )
+
+streamProxy = ServiceMaker(
+    "twisted_streaming stream proxy",
+    "twisted_streaming.proxytap",
+    "Forward connections with backpressure both ways and half-close.",
+    "stream-proxy",
+)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import zipfile
-from typing import Any
+from typing import Any, Callable, List, Tuple
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor as _globalReactor
@@ -156,14 +156,21 @@ class ServiceTests(TestCase):
 
 
 class _Twistd(ProcessProtocol):
-    def __init__(self) -> None:
+    """
+    A twistd child process; C{port} fires with the port it listens on.
+    """
+
+    def __init__(
+        self, pattern: bytes = rb"RandomIntegerFactory starting on (\d+)"
+    ) -> None:
+        self.pattern = pattern
         self.output = b""
         self.port: Deferred[int] = Deferred()
         self.ended: Deferred[None] = Deferred()
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
-        match = re.search(rb"RandomIntegerFactory starting on (\d+)", self.output)
+        match = re.search(self.pattern, self.output)
         if match and not self.port.called:
             self.port.callback(int(match.group(1)))
 
@@ -173,6 +180,29 @@ class _Twistd(ProcessProtocol):
         if not self.port.called:
             self.port.errback(RuntimeError(self.output.decode(errors="replace")))
         self.ended.callback(None)
+
+
+def twistd(
+    case: TestCase, args: List[str], pattern: bytes
+) -> Tuple[_Twistd, Callable[[], Deferred[None]]]:
+    """
+    Start C{twistd -n ARGS} in a child process, stopped by the returned
+    function (also a cleanup of C{case}).
+    """
+    process = _Twistd(pattern)
+    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+    argv += ["-n", "--pidfile=", "--logfile=-", *args]
+    transport = reactor.spawnProcess(
+        process, sys.executable, argv, env=dict(os.environ), path=os.getcwd()
+    )
+
+    def stop() -> Deferred[None]:
+        if not process.ended.called:
+            transport.signalProcess(signal.SIGTERM)
+        return process.ended
+
+    case.addCleanup(stop)
+    return process, stop
 
 
 class TwistdTests(TestCase):
@@ -185,30 +215,11 @@ class TwistdTests(TestCase):
         C{twistd -n random-integers --seed 7} serves exactly the integers that
         a factory seeded with 7 gives, and stops cleanly on SIGTERM.
         """
-        process = _Twistd()
-        args = [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            "--logfile=-",
-            "random-integers",
-            "--port",
-            "tcp:0:interface=127.0.0.1",
-            "--seed",
-            "7",
-        ]
-        transport = reactor.spawnProcess(
-            process, sys.executable, args, env=dict(os.environ), path=os.getcwd()
+        process, stop = twistd(
+            self,
+            ["random-integers", "--port", "tcp:0:interface=127.0.0.1", "--seed", "7"],
+            rb"RandomIntegerFactory starting on (\d+)",
         )
-
-        def stop() -> Deferred[None]:
-            if not process.ended.called:
-                transport.signalProcess(signal.SIGTERM)
-            return process.ended
-
-        self.addCleanup(stop)
         port = await process.port
         client = _Client(b"20000\r\n")
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)

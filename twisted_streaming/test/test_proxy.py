@@ -10,6 +10,7 @@ import random
 from typing import Any, List, Optional, cast
 
 from cryptography.hazmat.primitives import serialization
+from twisted.application.service import IServiceMaker
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import (
@@ -22,12 +23,15 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.plugin import getPlugins
+from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from twisted_streaming import BasePushProducer, ProxyFactory, ProxyStatistics
+from twisted_streaming import BasePushProducer, ProxyFactory, ProxyStatistics, proxytap
 from twisted_streaming.test.test_faults import selfSigned
+from twisted_streaming.test.test_plugin import twistd
 
 reactor: Any = _globalReactor
 
@@ -499,3 +503,89 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         self.assertIsNone(factory.buildProtocol(None))
         self.assertEqual(factory.connections, 2)
         self.clock.advance(60)
+
+
+class ProxyPluginTests(TestCase):
+    """
+    The C{stream-proxy} twistd plugin.
+    """
+
+    def parse(self, *args: str) -> proxytap.Options:
+        options = proxytap.Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_discovered(self) -> None:
+        """
+        twistd lists C{stream-proxy}, pointing at L{proxytap}.
+        """
+        makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
+        maker: Any = makers["stream-proxy"]
+        self.assertEqual(maker.module, "twisted_streaming.proxytap")
+
+    def test_options(self) -> None:
+        """
+        The endpoints are required; timeouts and the limit are parsed; a TCP
+        listener gets a large backlog unless it names one.
+        """
+        options = self.parse(
+            "--listen", "tcp:8080", "--connect", "tcp:127.0.0.1:80",
+            "--connect-timeout", "2.5", "--idle-timeout", "60",
+            "--max-connections", "10",
+        )  # fmt: skip
+        self.assertEqual(options["listen"], "tcp:8080:backlog=1024")
+        self.assertEqual(
+            (options["connect-timeout"], options["idle-timeout"]), (2.5, 60.0)
+        )
+        self.assertEqual(options["max-connections"], 10)
+        options = self.parse("-l", "tcp:1:backlog=7", "-c", "unix:/x")
+        self.assertEqual(options["listen"], "tcp:1:backlog=7")
+        self.assertIsNone(options["idle-timeout"])
+
+    def test_refused(self) -> None:
+        """
+        Missing endpoints and bad numbers are refused.
+        """
+        for args in (
+            [],
+            ["--listen", "tcp:1"],
+            ["--connect", "tcp:h:1"],
+            ["-l", "tcp:1", "-c", "tcp:h:1", "--connect-timeout", "x"],
+            ["-l", "tcp:1", "-c", "tcp:h:1", "--idle-timeout", "-1"],
+            ["-l", "tcp:1", "-c", "tcp:h:1", "--max-connections", "0"],
+        ):
+            self.assertRaises(usage.UsageError, self.parse, *args)
+
+    async def test_realTwistd(self) -> None:
+        """
+        A real C{twistd -n stream-proxy} forwards a half-closed request and
+        its whole reply.
+        """
+        upstream = reactor.listenTCP(
+            0, Factory.forProtocol(lambda: Peer(reply=True)), interface="127.0.0.1"
+        )
+        self.addCleanup(upstream.stopListening)
+        process, stop = twistd(
+            self,
+            [
+                "stream-proxy",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect",
+                f"tcp:127.0.0.1:{upstream.getHost().port}",
+            ],
+            rb"ProxyFactory starting on (\d+)",
+        )
+        port = await process.port
+        client = Peer()
+        got: List[bytes] = []
+        client.dataReceived = got.append  # type: ignore[method-assign,assignment]
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        client.transport.write(b"hello")  # type: ignore[union-attr]
+        client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        await client.lost
+        self.assertEqual(b"".join(got), b"REPLY:hello")
+        await stop()
+        # The statistics are logged when the connection ends.
+        self.assertIn(b"5 bytes up, 11 bytes down", process.output)
+        self.assertIn(b"(closed)", process.output)

@@ -1,0 +1,86 @@
+"""
+Options and service maker for C{twistd stream-proxy}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.python import usage
+
+from twisted_streaming._proxy import ProxyFactory
+from twisted_streaming._util import getReactor
+
+#: The listen backlog used when --listen does not give one: the kernel's
+#: default of 50 overflows with a few hundred simultaneous connections.
+DEFAULT_BACKLOG = 1024
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise usage.UsageError(f"{value!r} is not a number") from None
+    if number <= 0:
+        raise usage.UsageError(f"{value!r} is not positive")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise usage.UsageError(f"{value!r} is not an integer") from None
+    if number <= 0:
+        raise usage.UsageError(f"{value!r} is not positive")
+    return number
+
+
+class Options(usage.Options):
+    """
+    Options for C{twistd stream-proxy}.
+    """
+
+    synopsis = "--listen ENDPOINT --connect ENDPOINT [options]"
+    longdesc = (
+        "Forward every connection accepted on --listen to --connect, with "
+        "backpressure both ways and half-close.  Both are endpoint strings, "
+        "e.g. --listen tcp:8080 --connect tls:example.com:443."
+    )
+    optParameters = [
+        ["listen", "l", None, "The server endpoint to listen on."],
+        ["connect", "c", None, "The client endpoint to forward to."],
+        ["connect-timeout", None, 30.0, "Seconds to wait for upstream.", _positive],
+        ["idle-timeout", None, None, "Close after this many idle seconds.", _positive],
+        ["max-connections", None, None, "Refuse clients beyond this many.", _count],
+    ]
+
+    def postOptions(self) -> None:
+        for name in ("listen", "connect"):
+            if not self[name]:
+                raise usage.UsageError(f"--{name} is required")
+        listen = self["listen"]
+        if listen.split(":", 1)[0] in ("tcp", "tcp6", "unix") and (
+            "backlog=" not in listen
+        ):
+            self["listen"] = f"{listen}:backlog={DEFAULT_BACKLOG}"
+
+
+def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
+    """
+    The proxy, listening on C{options["listen"]}.
+    """
+    reactor = getReactor(reactor)
+    factory = ProxyFactory.forEndpoint(
+        clientFromString(reactor, options["connect"]),
+        reactor=reactor,
+        connectTimeout=options["connect-timeout"],
+        idleTimeout=options["idle-timeout"],
+        maxConnections=options["max-connections"],
+    )
+    return StreamServerEndpointService(
+        serverFromString(reactor, options["listen"]), factory
+    )
