@@ -1,0 +1,269 @@
+"""
+Benchmark the proxy against Twisted's portforward, socat and a direct
+connection, in one run.
+
+    python -m bench.bench_proxy [--quick] [--mib N]
+
+Every party is its own process: a sink that reads and counts, the proxy, and
+this process, which sends.  For each route: one-way MB/s (measured by the
+sink from accept to end of stream), the proxy's CPU seconds per GiB and its
+peak RSS; then connections per second for short connections; then the
+proxy's memory growth while the sink never reads.  socat is used if it is on
+the PATH (``apt-get install socat``), and skipped with a message otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import psutil
+
+SINK = r"""
+import socket, sys, time
+stall = sys.argv[1] == "stall"
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", 0))
+server.listen(1024)
+print(server.getsockname()[1], flush=True)
+buf = bytearray(1 << 20)
+held = []
+while True:
+    conn, _ = server.accept()
+    if stall:
+        held.append(conn)
+        continue
+    start = time.perf_counter()
+    total = 0
+    while True:
+        n = conn.recv_into(buf)
+        if not n:
+            break
+        total += n
+    print(total, time.perf_counter() - start, flush=True)
+    conn.close()
+"""
+
+OURS = r"""
+import sys
+from twisted.internet import reactor
+from twisted_streaming import ProxyFactory
+port = reactor.listenTCP(0, ProxyFactory("127.0.0.1", int(sys.argv[1])),
+                         interface="127.0.0.1", backlog=1024)
+print(port.getHost().port, flush=True)
+reactor.run()
+"""
+
+PORTFORWARD = r"""
+import sys
+from twisted.internet import reactor
+from twisted.protocols.portforward import ProxyFactory
+port = reactor.listenTCP(0, ProxyFactory("127.0.0.1", int(sys.argv[1])),
+                         interface="127.0.0.1", backlog=1024)
+print(port.getHost().port, flush=True)
+reactor.run()
+"""
+
+
+class Child:
+    """
+    A child process that prints its port first.
+    """
+
+    def __init__(self, args: List[str]) -> None:
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.stdout = self.process.stdout
+        self.port = int(self.stdout.readline())
+        self.ps = psutil.Process(self.process.pid)
+
+    def cpu(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def peakRss(self) -> int:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+
+def python(code: str, *args: object) -> Child:
+    return Child([sys.executable, "-c", code, *map(str, args)])
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def socatChild(sink: Child) -> Optional[Child]:
+    if shutil.which("socat") is None:
+        return None
+    port = freePort()
+    child = Child.__new__(Child)
+    child.process = subprocess.Popen(
+        [
+            "socat",
+            f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
+            f"TCP:127.0.0.1:{sink.port}",
+        ],
+        text=True,
+    )
+    child.port = port
+    child.ps = psutil.Process(child.process.pid)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+        except OSError:
+            time.sleep(0.05)
+            continue
+        sink.stdout.readline()  # The probe's empty connection.
+        break
+    return child
+
+
+def send(port: int, size: int) -> None:
+    chunk = b"x" * (1 << 20)
+    sock = socket.create_connection(("127.0.0.1", port))
+    left = size
+    while left > 0:
+        sock.sendall(chunk[: min(left, len(chunk))])
+        left -= len(chunk)
+    sock.shutdown(socket.SHUT_WR)
+    while sock.recv(65536):
+        pass
+    sock.close()
+
+
+def oneWay(
+    sink: Child, port: int, size: int, proxy: Optional[Child]
+) -> Tuple[float, float]:
+    """
+    MB/s as the sink saw it, and the proxy's CPU seconds per GiB.
+    """
+    before = proxy.cpu() if proxy else 0.0
+    send(port, size)
+    total, seconds = sink.stdout.readline().split()
+    if int(total) != size:
+        raise RuntimeError(f"sent {size}, sink got {total}")
+    # socat forks a child per connection: count the children too.
+    cpu = 0.0
+    if proxy:
+        cpu = proxy.cpu() - before
+    return size / float(seconds) / 1e6, cpu / (size / 2**30)
+
+
+def connectionsPerSecond(sink: Child, port: int, seconds: float) -> float:
+    count = 0
+    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    while time.monotonic() < deadline and count < 100_000:
+        send(port, 100)
+        sink.stdout.readline()
+        count += 1
+    return count / (time.monotonic() - start)
+
+
+def stalledGrowth(proxy: str, mib: int) -> Tuple[float, float]:
+    """
+    Proxy RSS growth (MiB) and MiB accepted from the sender while the sink
+    never reads; the sender stops when the proxy stops taking data.
+    """
+    sink = python(SINK, "stall")
+    child = python(OURS if proxy == "ours" else PORTFORWARD, sink.port)
+    try:
+        base = child.ps.memory_info().rss
+        sock = socket.create_connection(("127.0.0.1", child.port))
+        sock.settimeout(1.0)
+        chunk = b"x" * 65536
+        sent = 0
+        try:
+            while sent < mib * 2**20:
+                sent += sock.send(chunk)
+        except (TimeoutError, socket.timeout):
+            pass
+        grown = (child.ps.memory_info().rss - base) / 2**20
+        sock.close()
+        return grown, sent / 2**20
+    finally:
+        child.stop()
+        sink.stop()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few-second run")
+    parser.add_argument("--mib", type=int, default=None, help="MiB per transfer")
+    args = parser.parse_args(argv)
+    size = (args.mib or (128 if args.quick else 1024)) * 2**20
+    runs = 1 if args.quick else 3
+    out = sys.stdout.write
+
+    sink = python(SINK, "read")
+    routes: Dict[str, Optional[Child]] = {"direct": None}
+    results: Dict[str, Tuple[float, float, int, float]] = {}
+    try:
+        routes["twisted_streaming"] = python(OURS, sink.port)
+        routes["portforward"] = python(PORTFORWARD, sink.port)
+        socat = socatChild(sink)
+        if socat is None:
+            out("socat: not on the PATH, skipped (apt-get install socat)\n")
+        else:
+            routes["socat"] = socat
+        for name, proxy in routes.items():
+            port = proxy.port if proxy else sink.port
+            samples = [oneWay(sink, port, size, proxy) for _ in range(runs)]
+            rate = statistics.median(s[0] for s in samples)
+            cpu = statistics.median(s[1] for s in samples)
+            cps = connectionsPerSecond(sink, port, 1.0 if args.quick else 3.0)
+            peak = proxy.peakRss() if proxy else 0
+            results[name] = (rate, cpu, peak, cps)
+    finally:
+        for proxy in routes.values():
+            if proxy:
+                proxy.stop()
+        sink.stop()
+
+    out(f"one-way {size // 2**20} MiB over TCP loopback, median of {runs}\n")
+    out(
+        f"{'route':<20}{'MB/s':>9}{'x pf':>7}{'x socat':>9}{'CPU s/GiB':>11}"
+        f"{'x pf':>7}{'peak RSS':>10}{'conn/s':>9}\n"
+    )
+    pf = results["portforward"]
+    so = results.get("socat")
+    for name, (rate, cpu, peak, cps) in results.items():
+        xso = f"{rate / so[0]:.2f}" if so else "-"
+        xcpu = f"{cpu / pf[1]:.2f}" if name != "direct" else "-"
+        peakText = f"{peak / 2**20:.1f}M" if peak else "-"
+        out(
+            f"{name:<20}{rate:>9.0f}{rate / pf[0]:>7.2f}{xso:>9}"
+            f"{cpu:>11.2f}{xcpu:>7}{peakText:>10}{cps:>9.0f}\n"
+        )
+    out(
+        "(socat forks a process per connection; its CPU column counts only the parent)\n"
+    )
+    for kind in ("ours", "portforward"):
+        grown, sent = stalledGrowth(kind, 64 if args.quick else 256)
+        out(
+            f"sink never reads, {kind}: proxy RSS grew {grown:.1f} MiB; "
+            f"it accepted {sent:.1f} MiB before the sender blocked\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
