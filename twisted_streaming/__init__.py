@@ -7,6 +7,17 @@ from twisted_streaming._consumers import FileConsumer
 from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
 from twisted_streaming._pull import FileSender, PullToPush
 from twisted_streaming._push import BasePushProducer
+from twisted_streaming._stages import (
+    Compress,
+    Decompress,
+    Frame,
+    HashStage,
+    LineJoiner,
+    LineSplitter,
+    Stage,
+    Unframe,
+    pipeline,
+)
 from twisted_streaming._util import ContextFailure
 from twisted_streaming._version import __version__
 from twisted_streaming.interfaces import (
@@ -22,19 +33,28 @@ from twisted_streaming.interfaces import (
 
 __all__ = [
     "BasePushProducer",
+    "Compress",
     "ConsumerFinished",
     "ContextFailure",
+    "Decompress",
     "FileConsumer",
     "FileSender",
+    "Frame",
+    "HashStage",
     "IConsumer",
     "IFinishableConsumer",
     "IProducer",
     "IPullProducer",
     "IPushProducer",
+    "LineJoiner",
+    "LineSplitter",
     "ProducerStateError",
     "ProducerStopped",
     "ProxyFactory",
     "ProxyStatistics",
     "PullToPush",
+    "Stage",
+    "Unframe",
     "__version__",
+    "pipeline",
 ]

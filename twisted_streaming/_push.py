@@ -282,6 +282,9 @@ class BasePushProducer:
         return type(self).produce is not BasePushProducer.produce
 
     def _cancel(self, deferred: Deferred[int]) -> None:
+        # Deferred.cancel fails it with CancelledError once this returns, even
+        # if the producer was already finishing (from inside finish()).
+        self._deferred = None
         self._stop(Failure(CancelledError()))
 
     def _stop(self, reason: Failure) -> None:
