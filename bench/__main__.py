@@ -1,92 +1,153 @@
 """
 Run every benchmark and write what the docs show.
 
-    python -m bench [--quick] [--out DIR]
+    python -m bench [--quick]
 
-Runs each C{bench/bench_*.py} module's C{main()} in turn, saves its output
-to C{DIR/<name>.txt} (default C{bench/results}), and, when matplotlib is
-installed (the C{bench} extra), plots the FileSender chunk-size sweep to
-C{docs/_static/filesender_sweep.png}.
+Runs each C{bench/bench_*.py} in a process of its own (a reactor runs only
+once per process) and saves its printed tables to C{bench/results/<name>.txt}
+beside the CSV series the benchmarks write there.  When matplotlib is
+installed (the C{bench} extra) it then plots those series to
+C{docs/_static/*.png}, which the performance page shows.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import importlib
-import io
 import os
 import pkgutil
+import subprocess
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+STATIC = os.path.join(ROOT, "docs", "_static")
 
 
-def plotSweep(csvPath: str, pngPath: str) -> bool:
+def _rows(name: str) -> List[Dict[str, str]]:
+    with open(os.path.join(RESULTS, name)) as f:
+        return list(csv.DictReader(f))
+
+
+def plotSweep(ax: Any) -> None:
     """
-    Plot MB/s against chunk size from the sweep's CSV; False if matplotlib
-    is missing.
+    Throughput of our read-and-write path against chunk size.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    with open(csvPath) as f:
-        rows = list(csv.DictReader(f))
-    sizeKey, rateKey = list(rows[0])[:2]
-    sizes = [int(r[sizeKey]) / 1024 for r in rows]
-    rates = [float(r[rateKey]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(sizes, rates, marker="o")
+    rows = _rows("filesender_sweep.csv")
+    sizes = [int(r["chunk_bytes"]) / 1024 for r in rows]
+    ax.plot(sizes, [float(r["mb_per_s"]) for r in rows], marker="o")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("chunk size (KiB)")
     ax.set_ylabel("MB/s over TCP loopback")
     ax.set_title("FileSender read-and-write path: throughput by chunk size")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(pngPath), exist_ok=True)
-    fig.savefig(pngPath, dpi=100)
-    return True
+
+
+def plotMemory(ax: Any) -> None:
+    """
+    The sender's RSS over time while a slow reader takes a large file.
+    """
+    series: Dict[str, List[Dict[str, str]]] = {}
+    for row in _rows("filesender_memory.csv"):
+        series.setdefault(row["sender"], []).append(row)
+    for sender, rows in series.items():
+        ax.plot(
+            [float(r["seconds"]) for r in rows],
+            [float(r["rss_growth_mib"]) for r in rows],
+            label=sender,
+        )
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("sender RSS growth (MiB)")
+    ax.set_title("Sending to a reader that takes 256 MB/s")
+    ax.legend(fontsize="small")
+
+
+def plotProxy(ax: Any) -> None:
+    """
+    One-way throughput through each proxy, and direct.
+    """
+    rows = _rows("proxy.csv")
+    names = [r["route"] for r in rows]
+    ax.barh(names, [float(r["mb_per_s"]) for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("MB/s, one connection, TCP loopback")
+    ax.set_title("Proxy throughput")
+
+
+PLOTS: Dict[str, Callable[[Any], None]] = {
+    "filesender_sweep.png": plotSweep,
+    "filesender_memory.png": plotMemory,
+    "proxy_throughput.png": plotProxy,
+}
+
+
+def plotAll() -> List[str]:
+    """
+    Draw every plot whose data exists; return the paths written, or raise
+    L{ImportError} if matplotlib is missing.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(STATIC, exist_ok=True)
+    written = []
+    for name, plot in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        try:
+            plot(ax)
+        except FileNotFoundError:
+            plt.close(fig)
+            continue
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        path = os.path.join(STATIC, name)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs")
-    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--plot-only", action="store_true", help="no runs")
     args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(RESULTS, exist_ok=True)
     names = sorted(
         m.name for m in pkgutil.iter_modules([HERE]) if m.name.startswith("bench_")
     )
     started = time.monotonic()
-    for name in names:
-        module = importlib.import_module(f"bench.{name}")
-        runs: List[List[str]] = [["--quick"] if args.quick else []]
+    quick = ["--quick"] if args.quick else []
+    for name in [] if args.plot_only else names:
+        runs: List[List[str]] = [quick]
         if name == "bench_filesender":
-            runs.append(["--sweep", *runs[0]])
+            runs += [["--sweep", *quick], ["--memory", *quick]]
         for extra in runs:
-            buffer = io.StringIO()
             began = time.monotonic()
-            with contextlib.redirect_stdout(buffer):
-                module.main(extra)
-            label = name[len("bench_") :] + ("_sweep" if "--sweep" in extra else "")
-            with open(os.path.join(args.out, f"{label}.txt"), "w") as f:
-                f.write(buffer.getvalue())
+            output = subprocess.run(
+                [sys.executable, "-m", f"bench.{name}", *extra],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+            ).stdout
+            label = name[len("bench_") :] + "".join(
+                "_" + a.lstrip("-") for a in extra if a != "--quick"
+            )
+            with open(os.path.join(RESULTS, f"{label}.txt"), "w") as f:
+                f.write(output)
             sys.stdout.write(f"== {label} ({time.monotonic() - began:.0f} s)\n")
-            sys.stdout.write(buffer.getvalue())
-    sweep = os.path.join(HERE, "results", "filesender_sweep.csv")
-    png = os.path.join(ROOT, "docs", "_static", "filesender_sweep.png")
-    if os.path.exists(sweep) and plotSweep(sweep, png):
-        sys.stdout.write(f"plotted {png}\n")
-    else:
-        sys.stdout.write("no plot: install the bench extra (matplotlib)\n")
+            sys.stdout.write(output)
+    try:
+        for path in plotAll():
+            sys.stdout.write(f"plotted {path}\n")
+    except ImportError:
+        sys.stdout.write("no plots: install the bench extra (matplotlib)\n")
     sys.stdout.write(f"all benchmarks: {time.monotonic() - started:.0f} s\n")
 
 
