@@ -4,6 +4,7 @@ Tests for the zero-copy (L{os.sendfile}) path of L{twisted_streaming.FileSender}
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from typing import Any, Callable, Optional, cast
@@ -251,3 +252,32 @@ class ZeroCopyTests(TestCase):
         self.assertEqual(factory.collector.digest.hexdigest(), expected)
         self.assertEqual(client.sender.zeroCopyBytes, 0)
         self.assertEqual(client.sender.bytesSent, size)
+
+    @defer.inlineCallbacks
+    def test_sendfileRefusedFallsBack(self) -> Any:
+        """
+        When C{os.sendfile} refuses the file part-way (C{EINVAL}, as for a
+        file system that cannot splice), the rest is read and written, and
+        the peer still gets every byte once, in order.
+        """
+        size = 4 * 1024 * 1024
+        path, expected = _makeFile(self, size)
+        realSendfile = os.sendfile
+        calls = []
+
+        def sendfile(out: int, fd: int, offset: int, count: int) -> int:
+            calls.append(offset)
+            if len(calls) > 1:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return realSendfile(out, fd, offset, min(count, 100_000))
+
+        self.patch(os, "sendfile", sendfile)
+        factory = _CollectorFactory()
+        client = _Sender(path)
+        yield self._sendTCP(client, factory)
+        assert factory.collector is not None
+        self.assertEqual(factory.collector.total, size)
+        self.assertEqual(factory.collector.digest.hexdigest(), expected)
+        self.assertEqual(client.sender.zeroCopyBytes, 100_000)
+        self.assertEqual(client.sender.bytesSent, size)
+        self.assertEqual(len(calls), 2)
