@@ -87,21 +87,11 @@ def _writeCertificate() -> str:
     Write a new self-signed certificate and its key to a PEM file; return
     its path.
     """
-    from cryptography.hazmat.primitives import serialization
+    from twisted_streaming.test.test_faults import selfSignedPEM
 
-    from twisted_streaming.test.test_faults import selfSigned
-
-    key, cert = selfSigned("localhost")
     fd, path = tempfile.mkstemp(prefix="bench_filesender_", suffix=".pem")
     with os.fdopen(fd, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        f.write(selfSignedPEM("localhost"))
     return path
 
 

@@ -172,6 +172,19 @@ def selfSigned(name: str) -> Tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
     return key, cert
 
 
+def selfSignedPEM(name: str) -> bytes:
+    """
+    A new self-signed certificate for C{name} followed by its private key,
+    both PEM-encoded.
+    """
+    key, cert = selfSigned(name)
+    return cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 class FaultTests(TestCase):
     """
     Producers meet faults on real loopback connections.

@@ -4,7 +4,6 @@ Tests for L{twisted_streaming.FileSender}.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import io
 import os
@@ -355,32 +354,12 @@ class _TrackingSite(Site):
 
 
 def _selfSignedCert() -> Any:
-    """Make a self-signed certificate for 127.0.0.1 for the TLS test."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """Server TLS options with a new self-signed certificate."""
     from twisted.internet import ssl
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return ssl.PrivateCertificate.loadPEM(pem).options()
+    from twisted_streaming.test.test_faults import selfSignedPEM
+
+    return ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
 
 
 class FileSenderLoopbackTests(TestCase):
