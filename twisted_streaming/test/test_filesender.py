@@ -353,15 +353,6 @@ class _TrackingSite(Site):
         return channel
 
 
-def _selfSignedCert() -> Any:
-    """Server TLS options with a new self-signed certificate."""
-    from twisted.internet import ssl
-
-    from twisted_streaming.test.test_faults import selfSignedPEM
-
-    return ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
-
-
 class FileSenderLoopbackTests(TestCase):
     """
     L{FileSender} over real loopback connections.
@@ -462,27 +453,6 @@ class FileSenderLoopbackTests(TestCase):
         self.addCleanup(port.stopListening)
         client = _Sender(path)
         yield protocol.ClientCreator(reactor, lambda: client).connectUNIX(address)
-        yield client.result
-        yield client.lost
-        digest = yield factory.done
-        self.assertEqual(digest, expected)
-
-    @defer.inlineCallbacks
-    def test_tls(self) -> Any:
-        """A file sent over TLS arrives intact."""
-        from twisted.internet import ssl
-
-        size = 8 * 1024 * 1024
-        path, expected = _makeFile(self, size)
-        factory = _HashServerFactory()
-        port = cast(Any, reactor).listenSSL(
-            0, factory, _selfSignedCert(), interface="127.0.0.1"
-        )
-        self.addCleanup(port.stopListening)
-        client = _Sender(path)
-        yield protocol.ClientCreator(reactor, lambda: client).connectSSL(
-            "127.0.0.1", port.getHost().port, ssl.CertificateOptions()
-        )
         yield client.result
         yield client.lost
         digest = yield factory.done

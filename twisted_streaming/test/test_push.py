@@ -29,7 +29,27 @@ from twisted_streaming import (
 reactor: Any = _globalReactor
 
 
-class ChunkProducer(BasePushProducer):
+class RecordsHooks(BasePushProducer):
+    """
+    A producer that records, in C{events}, the hooks it is told of.
+    """
+
+    events: List[str]
+
+    def producingStarted(self) -> None:
+        self.events.append("started")
+
+    def producingPaused(self) -> None:
+        self.events.append("paused")
+
+    def producingResumed(self) -> None:
+        self.events.append("resumed")
+
+    def producingStopped(self) -> None:
+        self.events.append("stopped")
+
+
+class ChunkProducer(RecordsHooks):
     """
     Produce C{count} chunks of C{size} bytes, recording the hooks it sees.
     """
@@ -53,18 +73,6 @@ class ChunkProducer(BasePushProducer):
             return (b"%09d\n" % (self.made,) * (self.size // 10 + 1))[: self.size]
         finally:
             self.depth -= 1
-
-    def producingStarted(self) -> None:
-        self.events.append("started")
-
-    def producingPaused(self) -> None:
-        self.events.append("paused")
-
-    def producingResumed(self) -> None:
-        self.events.append("resumed")
-
-    def producingStopped(self) -> None:
-        self.events.append("stopped")
 
 
 class Boom(Exception):
@@ -466,7 +474,7 @@ class BasePushProducerTests(SynchronousTestCase):
         self.assertEqual(consumer.value(), b"ab")
 
 
-class EventProducer(BasePushProducer):
+class EventProducer(RecordsHooks):
     """
     An event-driven producer: data arrives through L{feed}.
     """
@@ -474,18 +482,6 @@ class EventProducer(BasePushProducer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.events: List[str] = []
-
-    def producingStarted(self) -> None:
-        self.events.append("started")
-
-    def producingPaused(self) -> None:
-        self.events.append("paused")
-
-    def producingResumed(self) -> None:
-        self.events.append("resumed")
-
-    def producingStopped(self) -> None:
-        self.events.append("stopped")
 
 
 class EventDrivenTests(SynchronousTestCase):

@@ -14,7 +14,16 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from twisted_streaming import FileSender, ProducerStopped
-from twisted_streaming.test.test_filesender import _makeFile, _selfSignedCert
+from twisted_streaming.test.test_filesender import _makeFile
+
+
+def _selfSignedCert() -> Any:
+    """Server TLS options with a new self-signed certificate."""
+    from twisted.internet import ssl
+
+    from twisted_streaming.test.test_faults import selfSignedPEM
+
+    return ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
 
 
 class _Collector(protocol.Protocol):
@@ -203,7 +212,10 @@ class ZeroCopyTests(TestCase):
 
     @defer.inlineCallbacks
     def test_tlsFallsBack(self) -> Any:
-        """Over TLS the file is read and written, and arrives intact."""
+        """
+        Over TLS (a real TLS connection to a listening TLS port) the file is
+        read and written, and arrives intact.
+        """
         from twisted.internet import ssl
 
         size = 4 * 1024 * 1024
