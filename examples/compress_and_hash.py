@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IConsumer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import react
 from twisted.python.failure import Failure
 
@@ -45,10 +45,12 @@ class Connection(Protocol):
     A connection that tells when it is closed.
     """
 
+    transport: Any
+
     def __init__(self) -> None:
         self.lost: Deferred[None] = Deferred()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost.callback(None)
 
 
@@ -60,10 +62,10 @@ async def send(reactor: Any, path: str, host: str, port: int) -> None:
         lambda consumer: FileSender().beginFileTransfer(path, consumer),
         digest,
         compress,
-        sink=connection.transport,  # type: ignore[arg-type]
+        sink=connection.transport,
     )
     # Close once the transport has written everything, and wait for that.
-    connection.transport.loseConnection()  # type: ignore[union-attr]
+    connection.transport.loseConnection()
     await connection.lost
     print(
         f"sent {digest.bytesIn} bytes as {compress.bytesOut} bytes,"
@@ -76,6 +78,8 @@ class Receive(Protocol):
     Decompress what the connection sends into C{path}; L{received} fires
     with the size once it is all on disk.
     """
+
+    transport: Any
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -95,14 +99,14 @@ class Receive(Protocol):
         the stream.
         """
         self.consumer = consumer
-        consumer.registerProducer(self.transport, True)  # type: ignore[arg-type]
+        consumer.registerProducer(self.transport, True)
         self.ended: Deferred[None] = Deferred()
         return self.ended
 
     def dataReceived(self, data: bytes) -> None:
         self.consumer.write(data)
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.consumer.unregisterProducer()
         if self.ended.called:
             return  # The pipeline failed and closed the connection.

@@ -24,7 +24,7 @@ from typing import Any, List, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import react
 from twisted.python.failure import Failure
 
@@ -49,7 +49,7 @@ class Upload(Protocol):
         self.digest.update(data)
         self.file.write(data)
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.file.unregisterProducer()
         self.file.finish()
         # Report once everything is on disk.

@@ -179,9 +179,9 @@ class FileServerTests(TestCase):
 
     async def test_wholeFileAndRanges(self) -> None:
         """
-        The server sends a whole file with its length, single ranges of each
-        form with 206 and C{Content-Range}, 416 for a range past the end and
-        404 for a missing file.
+        The server sends a whole file with its length (and just the length
+        for HEAD), single ranges of each form with 206 and C{Content-Range},
+        416 for a range past the end and 404 for a missing file.
         """
         size = 4 * 1024 * 1024
         path, expected = _makeFile(self, size)
@@ -206,6 +206,13 @@ class FileServerTests(TestCase):
         # The client takes Content-Length out of the headers into length.
         self.assertEqual(response.length, size)
         self.assertEqual(hashlib.sha256(body).hexdigest(), expected)
+
+        response = await agent.request(b"HEAD", url)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-length"), [b"%d" % (size,)]
+        )
+        self.assertEqual(await readBody(response), b"")
 
         for header, first, last in [
             (b"bytes=1000-1000999", 1000, 1000999),
@@ -316,6 +323,28 @@ class UploadReceiverTests(TestCase):
             self.addCleanup(os.remove, saved)
             with open(saved, "rb") as f:
                 self.assertEqual(hashlib.sha256(f.read()).hexdigest(), expected)
+
+    async def test_reportsCutOffUploads(self) -> None:
+        """
+        An upload whose connection is reset, not closed, is reported as
+        cut off.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        server, port = await serve(
+            self, "upload_receiver.py", ["--directory", directory, "--port", "0"]
+        )
+        self.addCleanup(os.remove, os.path.join(directory, "upload-1.bin"))
+
+        class Reset(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(b"x" * 65536)  # type: ignore[union-attr]
+                self.transport.abortConnection()  # type: ignore[union-attr]
+
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        await connectProtocol(endpoint, Reset())
+        line = await server.waitFor(b"upload-1.bin: ")
+        self.assertRegex(line.decode(), r"^cut off after \d+ bytes$")
 
 
 class ProxyTests(TestCase):
