@@ -4,17 +4,26 @@ The examples run, as subprocesses, against servers on 127.0.0.1.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import re
 import sys
-from typing import Any, List
+from types import ModuleType
+from typing import Any, List, Tuple
 
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
 
 from twisted_streaming.randomintegers import RandomIntegerFactory
+from twisted_streaming.test.test_filesender import _makeFile, _Sender
+from twisted_streaming.test.test_proxy import Peer, digest
 
 reactor: Any = _globalReactor
 
@@ -24,20 +33,70 @@ EXAMPLES = os.path.join(
 )
 
 
+def loadExample(name: str) -> ModuleType:
+    """
+    Import C{examples/<name>.py}, which is not in a package.
+    """
+    spec = importlib.util.spec_from_file_location(
+        f"_example_{name}", os.path.join(EXAMPLES, f"{name}.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class _Run(ProcessProtocol):
     def __init__(self) -> None:
         self.out = b""
         self.err = b""
         self.ended: Deferred[int] = Deferred()
+        self._waiting: List[Tuple[bytes, Deferred[bytes]]] = []
 
     def outReceived(self, data: bytes) -> None:
         self.out += data
+        self._match()
 
     def errReceived(self, data: bytes) -> None:
         self.err += data
 
+    def waitFor(self, prefix: bytes) -> Deferred[bytes]:
+        """
+        Fire with the rest of the first line printed that starts with
+        C{prefix}; fail if the process ends without printing one.
+        """
+        d: Deferred[bytes] = Deferred()
+        self._waiting.append((prefix, d))
+        self._match()
+        return d
+
+    def _match(self) -> None:
+        lines = self.out.split(b"\n")[:-1]
+        for prefix, d in list(self._waiting):
+            for line in lines:
+                if line.startswith(prefix):
+                    self._waiting.remove((prefix, d))
+                    d.callback(line[len(prefix) :])
+                    break
+
     def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(getattr(reason.value, "exitCode", -1))
+        code = getattr(reason.value, "exitCode", -1)
+        waiting, self._waiting = self._waiting, []
+        for prefix, d in waiting:
+            d.errback(
+                AssertionError(
+                    f"exited ({code}) before printing {prefix!r}: {self.err!r}"
+                )
+            )
+        self.ended.callback(code)
+
+    def stop(self) -> Deferred[int]:
+        """
+        Interrupt the process, if it is still running; fire when it ends.
+        """
+        if not self.ended.called:
+            self.transport.signalProcess("TERM")  # type: ignore[union-attr]
+        return self.ended
 
 
 def run(script: str, args: List[str]) -> _Run:
@@ -49,6 +108,19 @@ def run(script: str, args: List[str]) -> _Run:
         env=dict(os.environ),
     )
     return process
+
+
+async def serve(testCase: TestCase, script: str, args: List[str]) -> Tuple[_Run, int]:
+    """
+    Run a server example, stopped at the end of the test, and wait until it
+    prints C{listening on port N}.
+
+    @return: The process and C{N}.
+    """
+    process = run(script, args)
+    testCase.addCleanup(process.stop)
+    port = await process.waitFor(b"listening on port ")
+    return process, int(port)
 
 
 class RandomIntegersClientTests(TestCase):
@@ -76,3 +148,272 @@ class RandomIntegersClientTests(TestCase):
         )
         self.assertIn(b"100.0%", process.err)
         self.assertIn(b"integers/s", process.err)
+
+
+class _HangUp(Protocol):
+    """
+    Send C{request}, and abort the connection when the answer starts.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = 0
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.received:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+        self.received += len(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost.callback(None)
+
+
+class FileServerTests(TestCase):
+    """
+    C{examples/file_server.py}.
+    """
+
+    async def test_wholeFileAndRanges(self) -> None:
+        """
+        The server sends a whole file with its length (and just the length
+        for HEAD), single ranges of each form with 206 and C{Content-Range},
+        416 for a range past the end and 404 for a missing file.
+        """
+        size = 4 * 1024 * 1024
+        path, expected = _makeFile(self, size)
+        with open(path, "rb") as f:
+            content = f.read()
+        directory, name = os.path.split(path)
+        _, port = await serve(
+            self, "file_server.py", ["--directory", directory, "--port", "0"]
+        )
+        pool = HTTPConnectionPool(reactor)
+        self.addCleanup(pool.closeCachedConnections)
+        agent = Agent(reactor, pool=pool)
+        url = f"http://127.0.0.1:{port}/{name}".encode()
+
+        async def get(range: bytes = b"", path: bytes = url) -> Tuple[Any, bytes]:
+            headers = Headers({b"range": [range]} if range else {})
+            response = await agent.request(b"GET", path, headers)
+            return response, await readBody(response)
+
+        response, body = await get()
+        self.assertEqual(response.code, 200)
+        # The client takes Content-Length out of the headers into length.
+        self.assertEqual(response.length, size)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), expected)
+
+        response = await agent.request(b"HEAD", url)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-length"), [b"%d" % (size,)]
+        )
+        self.assertEqual(await readBody(response), b"")
+
+        for header, first, last in [
+            (b"bytes=1000-1000999", 1000, 1000999),
+            (b"bytes=%d-" % (size - 70000), size - 70000, size - 1),
+            (b"bytes=-5000", size - 5000, size - 1),
+            (b"bytes=%d-%d" % (size - 10, size + 10), size - 10, size - 1),
+        ]:
+            response, body = await get(header)
+            self.assertEqual(response.code, 206, header)
+            self.assertEqual(
+                response.headers.getRawHeaders(b"content-range"),
+                [b"bytes %d-%d/%d" % (first, last, size)],
+            )
+            self.assertEqual(body, content[first : last + 1], header)
+
+        response, body = await get(b"bytes=%d-" % (size,))
+        self.assertEqual(response.code, 416)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-range"), [b"bytes */%d" % size]
+        )
+        self.assertEqual(body, b"")
+
+        response, _ = await get(path=f"http://127.0.0.1:{port}/missing".encode())
+        self.assertEqual(response.code, 404)
+
+    async def test_clientGoesAway(self) -> None:
+        """
+        When the client disconnects mid-transfer, the server stops sending
+        and closes the file.
+        """
+        size = 32 * 1024 * 1024
+        path, _ = _makeFile(self, size)
+        directory, name = os.path.split(path)
+        server, port = await serve(
+            self, "file_server.py", ["--directory", directory, "--port", "0"]
+        )
+        client = _HangUp(b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % (name.encode(),))
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        await client.lost
+        stopped = await server.waitFor(b"stopped %s after " % (name.encode(),))
+        sent = int(stopped.split()[0])
+        self.assertGreater(sent, 0)
+        self.assertLess(sent, size)
+        # Linux: no descriptor of the server process refers to the file.
+        pid = server.transport.pid  # type: ignore[union-attr]
+        fds = f"/proc/{pid}/fd"
+        targets = []
+        for fd in os.listdir(fds):
+            try:
+                targets.append(os.readlink(os.path.join(fds, fd)))
+            except OSError:
+                pass  # Closed while we looked.
+        self.assertTrue(targets)
+        self.assertNotIn(os.path.abspath(path), targets)
+
+    def test_parseRange(self) -> None:
+        """
+        C{parseRange} gives the bytes of a single range, L{None} for the
+        whole file, and first > last for a range with no byte in the file.
+        """
+        parseRange = loadExample("file_server").parseRange
+        cases = [
+            (None, None),
+            (b"bytes=0-9", (0, 9)),
+            (b"bytes=90-", (90, 99)),
+            (b"bytes=90-500", (90, 99)),
+            (b"bytes=-10", (90, 99)),
+            (b"bytes=-500", (0, 99)),
+            (b"bytes=100-", (100, 99)),
+            (b"bytes=-0", (100, 99)),
+            (b"bytes=5-3", None),
+            (b"bytes=-", None),
+            (b"bytes=0-1,5-6", None),
+            (b"items=0-1", None),
+        ]
+        self.assertEqual(
+            [parseRange(header, 100) for header, _ in cases],
+            [result for _, result in cases],
+        )
+
+
+class UploadReceiverTests(TestCase):
+    """
+    C{examples/upload_receiver.py}.
+    """
+
+    async def test_savesUploads(self) -> None:
+        """
+        Each connection's bytes are saved to their own file, and the server
+        prints the size and SHA-256 of each.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        server, port = await serve(
+            self, "upload_receiver.py", ["--directory", directory, "--port", "0"]
+        )
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        for number, size in [(1, 8 * 1024 * 1024), (2, 3 * 1024 * 1024)]:
+            path, expected = _makeFile(self, size)
+            sender = _Sender(path)
+            await connectProtocol(endpoint, sender)
+            await sender.result
+            await sender.lost
+            name = f"upload-{number}.bin"
+            line = await server.waitFor(f"{name}: ".encode())
+            self.assertEqual(line, f"{size} bytes, sha256 {expected}".encode())
+            saved = os.path.join(directory, name)
+            self.addCleanup(os.remove, saved)
+            with open(saved, "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), expected)
+
+    async def test_reportsCutOffUploads(self) -> None:
+        """
+        An upload whose connection is reset, not closed, is reported as
+        cut off.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        server, port = await serve(
+            self, "upload_receiver.py", ["--directory", directory, "--port", "0"]
+        )
+        self.addCleanup(os.remove, os.path.join(directory, "upload-1.bin"))
+
+        class Reset(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(b"x" * 65536)  # type: ignore[union-attr]
+                self.transport.abortConnection()  # type: ignore[union-attr]
+
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        await connectProtocol(endpoint, Reset())
+        line = await server.waitFor(b"upload-1.bin: ")
+        self.assertRegex(line.decode(), r"^cut off after \d+ bytes$")
+
+
+class ProxyTests(TestCase):
+    """
+    C{examples/proxy.py}.
+    """
+
+    async def test_echoThroughProxy(self) -> None:
+        """
+        Data sent through the proxy comes back from an echo server intact,
+        and the proxy prints the connection's byte counts when it closes.
+        """
+        echo = reactor.listenTCP(
+            0, Factory.forProtocol(lambda: Peer(echo=True)), interface="127.0.0.1"
+        )
+        self.addCleanup(echo.stopListening)
+        server, port = await serve(
+            self,
+            "proxy.py",
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect",
+                f"tcp:127.0.0.1:{echo.getHost().port}",
+            ],
+        )
+        size = 3 * 1024 * 1024
+        client = Peer(send=size, seed=5)
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        await client.lost
+        self.assertEqual(client.received, size)
+        self.assertEqual(client.hash.digest(), digest(5, size))
+        line = await server.waitFor(b"connection 1: ")
+        self.assertRegex(
+            line.decode(),
+            rf"^{size} bytes up, {size} bytes down in \d+\.\d{{3}}s \(closed\)$",
+        )
+
+
+class CompressAndHashTests(TestCase):
+    """
+    C{examples/compress_and_hash.py}.
+    """
+
+    async def test_sendAndReceive(self) -> None:
+        """
+        A file sent compressed arrives byte for byte, and both sides print
+        its size and its SHA-256.
+        """
+        size = 8 * 1024 * 1024
+        original, expected = _makeFile(self, size)
+        copy = self.mktemp()
+        receiver, port = await serve(
+            self, "compress_and_hash.py", ["receive", copy, "--port", "0"]
+        )
+        sender = run("compress_and_hash.py", ["send", original, "--port", str(port)])
+        self.assertEqual(await sender.ended, 0, sender.err)
+        self.assertEqual(await receiver.ended, 0, receiver.err)
+        self.addCleanup(os.remove, copy)
+        sent = re.fullmatch(
+            rb"sent (\d+) bytes as (\d+) bytes, sha256 ([0-9a-f]+)\n", sender.out
+        )
+        assert sent is not None, sender.out
+        self.assertEqual(int(sent.group(1)), size)
+        self.assertLess(int(sent.group(2)), size)
+        self.assertEqual(sent.group(3).decode(), expected)
+        self.assertEqual(
+            receiver.out.splitlines()[-1],
+            f"received {size} bytes, sha256 {expected}".encode(),
+        )
+        with open(original, "rb") as a, open(copy, "rb") as b:
+            self.assertTrue(a.read() == b.read())

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import Site
 from zope.interface.verify import verifyObject
 
 from twisted_streaming import (
@@ -297,40 +297,6 @@ class _HashServerFactory(protocol.Factory):
         return _HashReceiver(self.done)
 
 
-class _FileResource(Resource):
-    """
-    Serve one file with FileSender, honouring a single C{bytes=a-b} Range.
-    """
-
-    isLeaf = True
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = path
-
-    def render_GET(self, request: Request) -> Any:
-        size = os.path.getsize(self.path)
-        offset, length = 0, size
-        header = request.getHeader("range")
-        if header is not None and header.startswith("bytes="):
-            first, _, last = header[len("bytes=") :].partition("-")
-            offset = int(first)
-            end = min(int(last), size - 1) if last else size - 1
-            length = end - offset + 1
-            request.setResponseCode(206)
-            request.setHeader("content-range", f"bytes {offset}-{end}/{size}")
-        request.setHeader("content-length", str(length))
-        d = FileSender().beginFileTransfer(
-            self.path,
-            request,
-            offset=offset,
-            length=length,
-        )
-        d.addCallback(lambda _: request.finish())
-        d.addErrback(lambda _: None)
-        return NOT_DONE_YET
-
-
 class _TrackingSite(Site):
     """A Site that fires C{lost} when its connections have all closed."""
 
@@ -465,12 +431,18 @@ class FileSenderLoopbackTests(TestCase):
         path, expected = _makeFile(self, size)
         with open(path, "rb") as f:
             content = f.read()
-        site = _TrackingSite(_FileResource(path))
+        # The Range-capable resource is the file server example's.  Imported
+        # here: test_examples imports this module.
+        from twisted_streaming.test.test_examples import loadExample
+
+        directory, name = os.path.split(path)
+        resource = loadExample("file_server").FileResource(FilePath(directory))
+        site = _TrackingSite(resource)
         port = cast(Any, reactor).listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)
         agent = Agent(reactor, pool=pool)
-        url = f"http://127.0.0.1:{port.getHost().port}/".encode()
+        url = f"http://127.0.0.1:{port.getHost().port}/{name}".encode()
         response = yield agent.request(b"GET", url)
         body = yield readBody(response)
         self.assertEqual(response.code, 200)
