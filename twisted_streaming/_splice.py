@@ -362,6 +362,13 @@ class Splice:
             pipes.append(pipe)
         return cls(a, b, owner, pipes)
 
+    @property
+    def buffered(self) -> int:
+        """
+        The bytes in the pipes, read but not yet written.
+        """
+        return sum(d.buffered for d in self._directions)
+
     def stop(self) -> None:
         """
         Unregister from the reactor and close the pipes (anything in them is
