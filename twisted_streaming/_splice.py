@@ -185,8 +185,10 @@ class _SpliceSocket:
             self.splice.reactor.removeWriter(self)
 
     def doRead(self) -> None:
-        if self.inbound.fill():
-            self.inbound.drain()
+        inbound = self.inbound
+        # A destination waiting to be writable drains when it is.
+        if inbound.fill() and not inbound.dest.writing:
+            inbound.drain()
 
     def doWrite(self) -> None:
         self.outbound.drain()
@@ -368,6 +370,14 @@ class Splice:
         The bytes in the pipes, read but not yet written.
         """
         return sum(d.buffered for d in self._directions)
+
+    def isReading(self, transport: Any) -> bool:
+        """
+        Is the splice waiting to read from C{transport}'s socket?  (Not once
+        its pipe is full, nor after its end of stream.)
+        """
+        side = self._a if transport is self._a.transport else self._b
+        return side.reading
 
     def stop(self) -> None:
         """

@@ -293,6 +293,15 @@ class ProxyTests(ProxyTestsMixin, TestCase):
             held += proxied.splice.buffered
             limit += 2 * proxied.splice.capacity
         self.assertLess(held, limit)
+        if proxied.splice is not None:
+            # The full pipe stopped the proxy reading the sender's socket
+            # (rather than polling it in a loop).
+            sending = proxied.client if sender else proxied.upstream
+            for _ in range(1000):
+                if not proxied.splice.isReading(sending.transport):
+                    break
+                await turn()
+            self.assertFalse(proxied.splice.isReading(sending.transport))
         stats = proxied.statistics
         self.assertLess(stats.bytesToUpstream + stats.bytesToClient, 16 * MiB)
         # Let the slow side read: everything arrives intact.
