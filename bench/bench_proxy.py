@@ -55,8 +55,8 @@ OURS = r"""
 import sys
 from twisted.internet import reactor
 from twisted_streaming import ProxyFactory
-port = reactor.listenTCP(0, ProxyFactory("127.0.0.1", int(sys.argv[1])),
-                         interface="127.0.0.1", backlog=1024)
+factory = ProxyFactory("127.0.0.1", int(sys.argv[1]), zeroCopy=sys.argv[2] == "splice")
+port = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=1024)
 print(port.getHost().port, flush=True)
 reactor.run()
 """
@@ -185,7 +185,10 @@ def stalledGrowth(proxy: str, mib: int) -> Tuple[float, float]:
     never reads; the sender stops when the proxy stops taking data.
     """
     sink = python(SINK, "stall")
-    child = python(OURS if proxy == "ours" else PORTFORWARD, sink.port)
+    if proxy == "portforward":
+        child = python(PORTFORWARD, sink.port)
+    else:
+        child = python(OURS, sink.port, proxy.split(", ")[1])
     try:
         base = child.ps.memory_info().rss
         sock = socket.create_connection(("127.0.0.1", child.port))
@@ -218,7 +221,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     routes: Dict[str, Optional[Child]] = {"direct": None}
     results: Dict[str, Tuple[float, float, int, float]] = {}
     try:
-        routes["twisted_streaming"] = python(OURS, sink.port)
+        routes["ours, splice"] = python(OURS, sink.port, "splice")
+        routes["ours, ordinary"] = python(OURS, sink.port, "ordinary")
         routes["portforward"] = python(PORTFORWARD, sink.port)
         socat = socatChild(sink)
         if socat is None:
@@ -257,7 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     out(
         "(socat forks a process per connection; its CPU column counts only the parent)\n"
     )
-    for kind in ("ours", "portforward"):
+    for kind in ("ours, splice", "ours, ordinary", "portforward"):
         grown, sent = stalledGrowth(kind, 64 if args.quick else 256)
         out(
             f"sink never reads, {kind}: proxy RSS grew {grown:.1f} MiB; "

@@ -50,6 +50,9 @@ class Options(usage.Options):
         "backpressure both ways and half-close.  Both are endpoint strings, "
         "e.g. --listen tcp:8080 --connect tls:example.com:443."
     )
+    optFlags = [
+        ["no-zero-copy", None, "Never forward with os.splice (plain TCP only)."],
+    ]
     optParameters = [
         ["listen", "l", None, "The server endpoint to listen on."],
         ["connect", "c", None, "The client endpoint to forward to."],
@@ -80,6 +83,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         connectTimeout=options["connect-timeout"],
         idleTimeout=options["idle-timeout"],
         maxConnections=options["max-connections"],
+        zeroCopy=not options["no-zero-copy"],
     )
     return StreamServerEndpointService(
         serverFromString(reactor, options["listen"]), factory

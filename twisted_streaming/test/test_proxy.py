@@ -128,6 +128,17 @@ class Peer(Protocol):
         self.lost.callback(None)
 
 
+class Vanishing(Peer):
+    """
+    A L{Peer} that resets its connection once it has received 1 MiB.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.received > MiB:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
+
 class RecordingProxyFactory(ProxyFactory):
     """
     A L{ProxyFactory} that keeps its client-side protocols and statistics.
@@ -146,10 +157,17 @@ class RecordingProxyFactory(ProxyFactory):
         return protocol
 
 
-class ProxyTests(TestCase):
+class ProxyTestsMixin:
     """
-    The proxy over real TCP connections on 127.0.0.1.
+    Helpers for tests of the proxy over real TCP connections on 127.0.0.1.
+
+    @cvar zeroCopy: Passed to L{ProxyFactory}: the path under test.
     """
+
+    zeroCopy = True
+    addCleanup: Any
+    assertIs: Any
+    assertIsNot: Any
 
     def listen(self, factory: Any, **kwargs: Any) -> int:
         port = reactor.listenTCP(0, factory, interface="127.0.0.1", **kwargs)
@@ -167,8 +185,19 @@ class ProxyTests(TestCase):
         return self.listen(Factory.forProtocol(build), backlog=1024)
 
     def proxy(self, upstreamPort: int, **kwargs: Any) -> int:
+        kwargs.setdefault("zeroCopy", self.zeroCopy)
         self.factory = RecordingProxyFactory("127.0.0.1", upstreamPort, **kwargs)
         return self.listen(self.factory, backlog=1024)
+
+    def assertPath(self, connection: Any) -> None:
+        """
+        C{connection} took the zero-copy path if and only if the test asked
+        for it.
+        """
+        if self.zeroCopy:
+            self.assertIsNot(connection.splice, None)
+        else:
+            self.assertIs(connection.splice, None)
 
     async def client(self, port: int, peer: Peer) -> Peer:
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), peer)
@@ -180,6 +209,13 @@ class ProxyTests(TestCase):
 
         self.addCleanup(cleanup)
         return peer
+
+
+class ProxyTests(ProxyTestsMixin, TestCase):
+    """
+    The proxy over real TCP connections on 127.0.0.1, on the zero-copy path
+    (L{OrdinaryPathProxyTests} repeats them on the ordinary path).
+    """
 
     async def test_dropIn(self) -> None:
         """
@@ -200,7 +236,9 @@ class ProxyTests(TestCase):
         await self.upstreams[0].lost
         self.assertEqual(client.hash.digest(), digest(2, size))
         self.assertEqual(self.upstreams[0].hash.digest(), digest(1, size))
-        stats = await self.factory.clients[0].connection.done
+        connection = self.factory.clients[0].connection
+        self.assertPath(connection)
+        stats = await connection.done
         self.assertEqual((stats.bytesToUpstream, stats.bytesToClient), (size, size))
         self.assertEqual(stats.reason, "closed")
 
@@ -218,7 +256,10 @@ class ProxyTests(TestCase):
         client.dataReceived = got.append  # type: ignore[method-assign,assignment]
         await client.lost
         self.assertEqual(b"".join(got), b"REPLY:hello")
-        stats = await self.factory.clients[0].connection.done
+        connection = self.factory.clients[0].connection
+        self.assertPath(connection)
+        stats = await connection.done
+        self.assertEqual((stats.bytesToUpstream, stats.bytesToClient), (5, 11))
         self.assertEqual(stats.reason, "closed")
 
     async def slowReader(self, slowSide: str) -> None:
@@ -234,18 +275,33 @@ class ProxyTests(TestCase):
             await connected(self.factory)
             sender, reader = None, client
         proxied = self.factory.clients[0].connection
+        self.assertPath(proxied)
         while not self.upstreams:
             await turn()
         source = sender.producer if sender else self.upstreams[0].producer
         assert source is not None
         await paused(source)
         # Everything is backed up: the proxy holds no more than its two
-        # transports' buffers, though 64 MiB are waiting to be sent.
+        # transports' buffers (or, splicing, its two pipes), though 64 MiB
+        # are waiting to be sent.
         sides = [proxied.client, proxied.upstream]
         held = sum(
             len(s.transport.dataBuffer) + s.transport._tempDataLen for s in sides
         )
-        self.assertLess(held, 512 * 1024)
+        limit = 512 * 1024
+        if proxied.splice is not None:
+            held += proxied.splice.buffered
+            limit += 2 * proxied.splice.capacity
+        self.assertLess(held, limit)
+        if proxied.splice is not None:
+            # The full pipe stopped the proxy reading the sender's socket
+            # (rather than polling it in a loop).
+            sending = proxied.client if sender else proxied.upstream
+            for _ in range(1000):
+                if not proxied.splice.isReading(sending.transport):
+                    break
+                await turn()
+            self.assertFalse(proxied.splice.isReading(sending.transport))
         stats = proxied.statistics
         self.assertLess(stats.bytesToUpstream + stats.bytesToClient, 16 * MiB)
         # Let the slow side read: everything arrives intact.
@@ -291,17 +347,13 @@ class ProxyTests(TestCase):
         An upstream that disconnects mid-stream closes the client.
         """
 
-        class Vanishing(Peer):
-            def dataReceived(self, data: bytes) -> None:
-                super().dataReceived(data)
-                if self.received > MiB:
-                    self.transport.abortConnection()  # type: ignore[union-attr]
-
         port = self.proxy(self.upstream(Vanishing))
         client = await self.client(port, Peer(send=64 * MiB, seed=5))
         await client.lost
         self.assertLess(self.upstreams[0].received, 64 * MiB)
-        stats = await self.factory.clients[0].connection.done
+        connection = self.factory.clients[0].connection
+        self.assertPath(connection)
+        stats = await connection.done
         self.assertEqual(stats.reason, "upstream lost")
         self.assertEqual(self.flushLoggedErrors(), [])
 
@@ -310,17 +362,13 @@ class ProxyTests(TestCase):
         A client that disconnects mid-stream closes the upstream connection.
         """
 
-        class Vanishing(Peer):
-            def dataReceived(self, data: bytes) -> None:
-                super().dataReceived(data)
-                if self.received > MiB:
-                    self.transport.abortConnection()  # type: ignore[union-attr]
-
         port = self.proxy(self.upstream(lambda: Peer(send=64 * MiB, seed=6)))
         client = await self.client(port, Vanishing())
         await client.lost
         await self.upstreams[0].lost
-        stats = await self.factory.clients[0].connection.done
+        connection = self.factory.clients[0].connection
+        self.assertPath(connection)
+        stats = await connection.done
         self.assertEqual(stats.reason, "client lost")
         self.assertEqual(self.flushLoggedErrors(), [])
 
@@ -337,6 +385,8 @@ class ProxyTests(TestCase):
         await gatherResults([p.connection.done for p in self.factory.clients])
         for i, c in enumerate(clients):
             self.assertEqual(c.hash.digest(), digest(i, 65536), i)
+        for p in self.factory.clients:
+            self.assertPath(p.connection)
         self.assertEqual(len(self.factory.finished), 500)
         self.assertEqual({s.reason for s in self.factory.finished}, {"closed"})
 
@@ -372,9 +422,21 @@ class ProxyTests(TestCase):
         await upstreams[0].lost
         self.assertEqual(upstreams[0].hash.digest(), digest(7, 4 * MiB))
         self.assertGreater(client.received, 0)
-        stats = await factory.clients[0].connection.done
+        connection = factory.clients[0].connection
+        # TLS is never spliced.
+        self.assertTrue(factory.zeroCopy)
+        self.assertIs(connection.splice, None)
+        stats = await connection.done
         self.assertEqual(stats.bytesToUpstream, 4 * MiB)
         self.assertEqual(factory.finished, [stats])
+
+
+class OrdinaryPathProxyTests(ProxyTests):
+    """
+    The same, with the zero-copy path turned off.
+    """
+
+    zeroCopy = False
 
 
 async def turn() -> None:
@@ -538,9 +600,16 @@ class ProxyPluginTests(TestCase):
             (options["connect-timeout"], options["idle-timeout"]), (2.5, 60.0)
         )
         self.assertEqual(options["max-connections"], 10)
+        self.assertFalse(options["no-zero-copy"])
+        service: Any = proxytap.makeService(options)
+        self.assertTrue(service.factory.zeroCopy)
         options = self.parse("-l", "tcp:1:backlog=7", "-c", "unix:/x")
         self.assertEqual(options["listen"], "tcp:1:backlog=7")
         self.assertIsNone(options["idle-timeout"])
+        options = self.parse("-l", "tcp:1", "-c", "tcp:h:1", "--no-zero-copy")
+        self.assertTrue(options["no-zero-copy"])
+        service = proxytap.makeService(options)
+        self.assertFalse(service.factory.zeroCopy)
 
     def test_refused(self) -> None:
         """

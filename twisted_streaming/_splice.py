@@ -1,0 +1,409 @@
+"""
+Zero-copy forwarding between two plain TCP transports with L{os.splice}:
+socket to pipe to socket, one pipe per direction, the bytes never entering
+Python.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+import termios
+from typing import Any, Callable, List, Optional, Protocol, Tuple
+
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, IWriteDescriptor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+__all__ = ["Splice", "canSplice"]
+
+_log = Logger()
+
+#: The pipe size asked for; a 64 KiB pipe (the default) moves too little per
+#: system call to beat copying through Python by much.
+PIPE_SIZE = 1024 * 1024
+
+#: Smaller pipes than this (what an unprivileged user gets once over
+#: C{/proc/sys/fs/pipe-user-pages-soft}) are not worth splicing through.
+MIN_PIPE_SIZE = 64 * 1024
+
+_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+
+#: Called as C{fcntl.fcntl} is, to size pipes; replaced by tests to simulate
+#: a refused enlargement.
+_fcntl: Callable[..., int] = fcntl.fcntl
+
+
+class SpliceOwner(Protocol):
+    """
+    What a L{Splice} reports to, each call naming the transport concerned.
+    """
+
+    def spliced(self, source: Any, size: int) -> None:
+        """
+        C{size} bytes read from C{source} were written to the other socket.
+        """
+
+    def spliceReadDone(self, source: Any) -> None:
+        """
+        C{source} sent its end of stream.
+        """
+
+    def spliceFinished(self) -> None:
+        """
+        Both directions are done: every byte forwarded, each end of stream
+        passed on as a C{shutdown(SHUT_WR)}.  The splice has stopped.
+        """
+
+    def spliceFailed(self, transport: Any, reason: Failure) -> None:
+        """
+        C{transport}'s socket failed (reset, or gone).  The splice has
+        stopped.
+        """
+
+
+def canSplice(transport: Any) -> bool:
+    """
+    Can C{transport} take part in a L{Splice}: a connected plain TCP
+    transport of a reactor with file descriptors, not TLS, with nothing
+    waiting to be written, and L{os.splice} available?
+    """
+    if not hasattr(os, "splice"):
+        return False
+    try:
+        from twisted.internet import tcp
+        from twisted.internet.interfaces import ISSLTransport
+    except ImportError:  # pragma: no cover
+        return False
+    if not isinstance(transport, tcp.Connection):
+        return False
+    sock = getattr(transport, "socket", None)
+    return bool(
+        # UNIX stream transports subclass tcp.Connection too.
+        sock is not None
+        and sock.family in (socket.AF_INET, socket.AF_INET6)
+        and not ISSLTransport.providedBy(transport)
+        and not getattr(transport, "TLS", False)
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnecting
+        and not transport._writeDisconnected
+        and len(transport.dataBuffer) == transport.offset
+        and not transport._tempDataLen
+        and transport.producer is None
+        and IReactorFDSet.providedBy(transport.reactor)
+    )
+
+
+def _openPipe() -> Optional[Tuple[int, int, int]]:
+    """
+    A non-blocking pipe enlarged to L{PIPE_SIZE} if the system allows:
+    C{(readEnd, writeEnd, capacity)}, or L{None} if no pipe of at least
+    L{MIN_PIPE_SIZE} could be had.
+    """
+    try:
+        readEnd, writeEnd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        capacity = _fcntl(writeEnd, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        # EPERM: over pipe-max-size, or over pipe-user-pages-soft.
+        try:
+            capacity = _fcntl(writeEnd, _F_GETPIPE_SZ)
+        except OSError:
+            capacity = 0
+    if capacity < MIN_PIPE_SIZE:
+        os.close(readEnd)
+        os.close(writeEnd)
+        return None
+    return readEnd, writeEnd, capacity
+
+
+def _pending(fd: int) -> int:
+    """
+    The bytes waiting in socket C{fd}'s receive queue.
+    """
+    try:
+        answer = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", answer)[0])
+
+
+@implementer(IReadDescriptor, IWriteDescriptor)
+class _SpliceSocket:
+    """
+    The one reactor descriptor for one socket of a L{Splice}: reading it
+    fills its C{inbound} pipe, writing it drains its C{outbound} pipe.
+    (The reactor keeps one reader and one writer per file descriptor, so
+    one object must own both directions.)
+    """
+
+    inbound: _Direction
+    outbound: _Direction
+
+    def __init__(self, splice: Splice, transport: Any) -> None:
+        self.splice = splice
+        self.transport = transport
+        self.socket: socket.socket = transport.socket
+        self.fd = self.socket.fileno()
+        self.reading = False
+        self.writing = False
+
+    def fileno(self) -> int:
+        return -1 if self.splice.stopped else self.fd
+
+    def logPrefix(self) -> str:
+        return "Splice"
+
+    def startReading(self) -> None:
+        if not self.reading and not self.splice.stopped:
+            self.reading = True
+            self.splice.reactor.addReader(self)
+
+    def stopReading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.splice.reactor.removeReader(self)
+
+    def startWriting(self) -> None:
+        if not self.writing and not self.splice.stopped:
+            self.writing = True
+            self.splice.reactor.addWriter(self)
+
+    def stopWriting(self) -> None:
+        if self.writing:
+            self.writing = False
+            self.splice.reactor.removeWriter(self)
+
+    def doRead(self) -> None:
+        inbound = self.inbound
+        # A destination waiting to be writable drains when it is.
+        if inbound.fill() and not inbound.dest.writing:
+            inbound.drain()
+
+    def doWrite(self) -> None:
+        self.outbound.drain()
+
+    def connectionLost(self, reason: Failure) -> None:
+        # The reactor saw a hang-up or error (and has already removed us),
+        # or it is shutting down.
+        self.reading = self.writing = False
+        self.splice.failed(self, reason)
+
+
+class _Direction:
+    """
+    One direction of a L{Splice}: C{source} socket to a pipe to C{dest}.
+
+    @ivar buffered: Bytes in the pipe, as counted here.
+    @ivar sourceFull: Reading C{source} stopped because the pipe is full.
+    @ivar eof: C{source} sent its end of stream.
+    @ivar done: The end of stream was passed on (all bytes forwarded, then
+        C{shutdown(SHUT_WR)} on C{dest}).
+    """
+
+    def __init__(
+        self,
+        splice: Splice,
+        source: _SpliceSocket,
+        dest: _SpliceSocket,
+        pipe: Tuple[int, int, int],
+    ) -> None:
+        self.splice = splice
+        self.source = source
+        self.dest = dest
+        self.readEnd, self.writeEnd, self.capacity = pipe
+        self.buffered = 0
+        self.sourceFull = False
+        self.eof = False
+        self.done = False
+        source.inbound = self
+        dest.outbound = self
+
+    def fill(self) -> bool:
+        """
+        Move what the source socket has into the pipe, with one call.
+
+        @return: C{False} if the splice stopped.
+        """
+        space = self.capacity - self.buffered
+        try:
+            moved = os.splice(self.source.fd, self.writeEnd, space, flags=_FLAGS)
+        except BlockingIOError:
+            # Either the socket is empty or the pipe is full (its slots can
+            # run out before its bytes do); only the second stops reading.
+            if self.buffered and _pending(self.source.fd):
+                self.sourceFull = True
+                self.source.stopReading()
+            return True
+        except InterruptedError:
+            return True
+        except OSError as error:
+            self.splice.failed(self.source, _lost(error))
+            return False
+        if moved == 0:
+            self.eof = True
+            self.source.stopReading()
+            self.splice.owner.spliceReadDone(self.source.transport)
+            return not self.splice.stopped
+        self.buffered += moved
+        if moved == space:
+            self.sourceFull = True
+            self.source.stopReading()
+        return True
+
+    def drain(self) -> None:
+        """
+        Move what the pipe holds to the destination socket until it is empty
+        or the socket is full; pass on the end of stream once empty.
+        """
+        dest = self.dest
+        while self.buffered:
+            try:
+                moved = os.splice(self.readEnd, dest.fd, self.buffered, flags=_FLAGS)
+            except BlockingIOError:
+                dest.startWriting()
+                return
+            except InterruptedError:
+                continue
+            except OSError as error:
+                self.splice.failed(dest, _lost(error))
+                return
+            self.buffered -= moved
+            if self.sourceFull and not self.eof:
+                self.sourceFull = False
+                self.source.startReading()
+            self.splice.owner.spliced(self.source.transport, moved)
+            if self.splice.stopped:
+                return
+            if self.buffered:
+                # A short write: the socket is full.
+                dest.startWriting()
+                return
+        dest.stopWriting()
+        if self.eof and not self.done:
+            self.done = True
+            try:
+                dest.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                # Already gone: reading it (or the other direction) says so.
+                pass
+            self.splice.directionDone()
+
+
+def _lost(error: OSError) -> Failure:
+    return Failure(ConnectionLost(errno.errorcode.get(error.errno or 0, str(error))))
+
+
+class Splice:
+    """
+    Forward both ways between two plain TCP transports (see L{canSplice})
+    with L{os.splice}, through one pipe per direction.
+
+    The transports are stopped (neither reads nor writes while the splice
+    runs), and one reactor descriptor per socket does the work.  A full pipe
+    stops reading its source; a full destination socket leaves the pipe
+    full, so memory stays bounded by the two pipes.  The sockets are never
+    closed here: the L{SpliceOwner} is told when both directions are done,
+    or when a socket fails, and hands the transports back to Twisted.
+
+    @ivar capacity: The size of each pipe in bytes.
+    @ivar stopped: The splice has stopped; its pipes are closed.
+    """
+
+    def __init__(
+        self,
+        a: Any,
+        b: Any,
+        owner: SpliceOwner,
+        pipes: List[Tuple[int, int, int]],
+    ) -> None:
+        self.owner = owner
+        self.reactor: Any = a.reactor
+        self.stopped = False
+        self._pipes = pipes
+        self.capacity = min(capacity for _, _, capacity in pipes)
+        for transport in (a, b):
+            transport.stopReading()
+            transport.stopWriting()
+        self._a = _SpliceSocket(self, a)
+        self._b = _SpliceSocket(self, b)
+        self._directions = (
+            _Direction(self, self._a, self._b, pipes[0]),
+            _Direction(self, self._b, self._a, pipes[1]),
+        )
+        self._a.startReading()
+        self._b.startReading()
+
+    @classmethod
+    def start(cls, a: Any, b: Any, owner: SpliceOwner) -> Optional[Splice]:
+        """
+        Start splicing between transports C{a} and C{b}, or return L{None}
+        (and change nothing) if they cannot be spliced or no pipes large
+        enough could be had.
+        """
+        if not (canSplice(a) and canSplice(b)) or a.reactor is not b.reactor:
+            return None
+        pipes: List[Tuple[int, int, int]] = []
+        for _ in range(2):
+            pipe = _openPipe()
+            if pipe is None:
+                for readEnd, writeEnd, _ in pipes:
+                    os.close(readEnd)
+                    os.close(writeEnd)
+                return None
+            pipes.append(pipe)
+        return cls(a, b, owner, pipes)
+
+    @property
+    def buffered(self) -> int:
+        """
+        The bytes in the pipes, read but not yet written.
+        """
+        return sum(d.buffered for d in self._directions)
+
+    def isReading(self, transport: Any) -> bool:
+        """
+        Is the splice waiting to read from C{transport}'s socket?  (Not once
+        its pipe is full, nor after its end of stream.)
+        """
+        side = self._a if transport is self._a.transport else self._b
+        return side.reading
+
+    def stop(self) -> None:
+        """
+        Unregister from the reactor and close the pipes (anything in them is
+        dropped).  Does nothing if already stopped.
+        """
+        if self.stopped:
+            return
+        for side in (self._a, self._b):
+            side.stopReading()
+            side.stopWriting()
+        self.stopped = True
+        for readEnd, writeEnd, _ in self._pipes:
+            os.close(readEnd)
+            os.close(writeEnd)
+
+    def directionDone(self) -> None:
+        if all(d.done for d in self._directions):
+            self.stop()
+            self.owner.spliceFinished()
+
+    def failed(self, side: _SpliceSocket, reason: Failure) -> None:
+        if self.stopped:
+            return
+        self.stop()
+        _log.debug(
+            "Splice stopped: {error}", error=reason.getErrorMessage(), failure=reason
+        )
+        self.owner.spliceFailed(side.transport, reason)

@@ -1,0 +1,251 @@
+"""
+Tests for the zero-copy (L{os.splice}) path of L{twisted_streaming.ProxyFactory}
+beyond what L{twisted_streaming.test.test_proxy.ProxyTests} covers: which
+connections take it, pipes that cannot be enlarged, resets, timeouts and file
+descriptors.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from typing import Any, List
+
+from twisted.internet import reactor as _globalReactor
+from twisted.internet.defer import gatherResults
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    UNIXClientEndpoint,
+    connectProtocol,
+)
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from twisted_streaming import _splice
+from twisted_streaming.test.test_proxy import (
+    MiB,
+    Peer,
+    ProxyTestsMixin,
+    RecordingProxyFactory,
+    Vanishing,
+    connected,
+    digest,
+    turn,
+)
+
+reactor: Any = _globalReactor
+
+
+def openDescriptors() -> List[str]:
+    """
+    What this process's open file descriptors point to, sorted.
+    """
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            # The descriptor listdir used, closed by now.
+            pass
+    return sorted(found)
+
+
+def openPipes() -> int:
+    return sum(1 for target in openDescriptors() if target.startswith("pipe:"))
+
+
+class SpliceTests(ProxyTestsMixin, TestCase):
+    """
+    The zero-copy path over real loopback connections.
+    """
+
+    def refuseEnlargement(self, smallSize: int = 0) -> List[int]:
+        """
+        Make pipe enlargement fail with EPERM, as it does for an unprivileged
+        user over C{pipe-user-pages-soft}; if C{smallSize}, pipes then report
+        that size.  Returns the list of refused requests.
+        """
+        refused: List[int] = []
+
+        def fakeFcntl(fd: int, command: int, *args: Any) -> int:
+            if command == fcntl.F_SETPIPE_SZ:
+                refused.append(args[0])
+                raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+            if command == fcntl.F_GETPIPE_SZ and smallSize:
+                return smallSize
+            return fcntl.fcntl(fd, command, *args)
+
+        self.patch(_splice, "_fcntl", fakeFcntl)
+        return refused
+
+    async def bothWays(self, size: int) -> Any:
+        """
+        Send C{size} bytes each way through the proxy, check them, and return
+        the connection.
+        """
+        port = self.proxy(self.upstream(lambda: Peer(send=size, seed=2)))
+        client = await self.client(port, Peer(send=size, seed=1))
+        await client.lost
+        await self.upstreams[0].lost
+        self.assertEqual(client.hash.digest(), digest(2, size))
+        self.assertEqual(self.upstreams[0].hash.digest(), digest(1, size))
+        connection = self.factory.clients[0].connection
+        stats = await connection.done
+        self.assertEqual((stats.bytesToUpstream, stats.bytesToClient), (size, size))
+        self.assertEqual(stats.reason, "closed")
+        return connection
+
+    async def test_enlargedPipes(self) -> None:
+        """
+        Plain TCP on both sides is spliced through pipes enlarged to 1 MiB,
+        which are closed and unregistered at the end.
+        """
+        connection = await self.bothWays(8 * MiB)
+        self.assertEqual(connection.splice.capacity, _splice.PIPE_SIZE)
+        self.assertTrue(connection.splice.stopped)
+        self.assertEqual(connection.splice.buffered, 0)
+        registered = reactor.getReaders() + reactor.getWriters()
+        self.assertEqual(
+            [d for d in registered if isinstance(d, _splice._SpliceSocket)], []
+        )
+
+    async def test_enlargementRefused(self) -> None:
+        """
+        A refused enlargement leaves the pipes at their default size, which
+        is still spliced through, intact.
+        """
+        refused = self.refuseEnlargement()
+        connection = await self.bothWays(8 * MiB)
+        self.assertEqual(refused, [_splice.PIPE_SIZE] * 2)
+        self.assertIsNot(connection.splice, None)
+        self.assertGreaterEqual(connection.splice.capacity, _splice.MIN_PIPE_SIZE)
+        self.assertLess(connection.splice.capacity, _splice.PIPE_SIZE)
+
+    async def test_tinyPipesFallBack(self) -> None:
+        """
+        Pipes smaller than C{MIN_PIPE_SIZE} (what a user over the limit gets)
+        are closed and the ordinary path is taken instead.
+        """
+        self.refuseEnlargement(smallSize=8192)
+        # The running reactor has its own pipes (its wakers); count with it.
+        await turn()
+        before = openPipes()
+        connection = await self.bothWays(4 * MiB)
+        self.assertIs(connection.splice, None)
+        self.assertEqual(openPipes(), before)
+
+    async def test_unixNotSpliced(self) -> None:
+        """
+        A client on a UNIX socket takes the ordinary path.
+        """
+        upstreamPort = self.upstream(lambda: Peer(echo=True))
+        factory = RecordingProxyFactory("127.0.0.1", upstreamPort)
+        path = self.mktemp()
+        port = reactor.listenUNIX(path, factory)
+        self.addCleanup(port.stopListening)
+        client = Peer(send=2 * MiB, seed=8)
+        await connectProtocol(UNIXClientEndpoint(reactor, path), client)
+        await client.lost
+        self.assertEqual(client.hash.digest(), digest(8, 2 * MiB))
+        connection = factory.clients[0].connection
+        self.assertTrue(factory.zeroCopy)
+        self.assertIs(connection.splice, None)
+        stats = await connection.done
+        self.assertEqual((stats.bytesToUpstream, stats.bytesToClient), (2 * MiB,) * 2)
+
+    async def test_bufferedDataNotSpliced(self) -> None:
+        """
+        A transport with bytes waiting to be written cannot be spliced (they
+        must go first); a plain idle TCP transport can.
+        """
+        server = Peer()
+        port = self.listen(Factory.forProtocol(lambda: server))
+        self.addCleanup(lambda: server.lost)
+        client = await self.client(port, Peer())
+        transport: Any = client.transport
+        self.assertTrue(_splice.canSplice(transport))
+        transport.write(b"pending")
+        self.assertFalse(_splice.canSplice(transport))
+        self.assertFalse(_splice.canSplice(object()))
+
+    async def test_resetsLeakNothing(self) -> None:
+        """
+        Connections that finish, that the client resets mid-stream and that
+        upstream resets mid-stream end with the right reasons, and leave the
+        process with the descriptors it had: sockets and pipes all closed.
+        """
+        mode = ["closed"]
+        upstreams: List[Peer] = []
+
+        def build() -> Peer:
+            resets = mode[0] == "upstream lost"
+            upstreams.append(Vanishing(echo=True) if resets else Peer(echo=True))
+            return upstreams[-1]
+
+        port = self.proxy(self.listen(Factory.forProtocol(build), backlog=1024))
+
+        async def run(reason: str, count: int) -> None:
+            mode[0] = reason
+            first = len(self.factory.clients)
+            for i in range(count):
+                resets = reason == "client lost"
+                client = (Vanishing if resets else Peer)(send=4 * MiB, seed=i)
+                await self.client(port, client)
+                await client.lost
+                if reason == "closed":
+                    self.assertEqual(client.hash.digest(), digest(i, 4 * MiB))
+            await gatherResults([p.lost for p in upstreams])
+            proxied = [p.connection for p in self.factory.clients[first:]]
+            finished = await gatherResults([c.done for c in proxied])
+            self.assertEqual({s.reason for s in finished}, {reason})
+            for c in proxied:
+                self.assertTrue(c.splice.stopped)
+
+        # The first connection may open descriptors kept for later; count
+        # after it.
+        await run("closed", 1)
+        before = openDescriptors()
+        await run("closed", 10)
+        await run("client lost", 10)
+        await run("upstream lost", 10)
+        # A transport's socket is closed before its protocol's connectionLost
+        # runs, so before the Deferreds above fire.
+        self.assertEqual(openDescriptors(), before)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    async def test_idleTimeout(self) -> None:
+        """
+        Spliced bytes postpone the idle timeout; once it passes, both
+        connections are closed and the splice stopped.
+        """
+        clock = Clock()
+        upstreamPort = self.upstream(lambda: Peer())
+        factory = RecordingProxyFactory.forEndpoint(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", upstreamPort),
+            reactor=clock,
+            idleTimeout=10,
+        )
+        port = self.listen(factory)
+        client = await self.client(port, Peer())
+        await connected(factory)
+        connection = factory.clients[0].connection
+        self.assertIsNot(connection.splice, None)
+        while not self.upstreams:
+            await turn()
+        upstream = self.upstreams[0]
+        for n in (1, 2):
+            clock.advance(9)
+            self.assertFalse(connection.splice.stopped)
+            client.transport.write(b"x")  # type: ignore[union-attr]
+            while upstream.received < n:
+                await turn()
+        clock.advance(9)
+        self.assertFalse(connection.splice.stopped)
+        clock.advance(1)
+        self.assertTrue(connection.splice.stopped)
+        await client.lost
+        await upstream.lost
+        stats = await connection.done
+        self.assertEqual((stats.reason, stats.bytesToUpstream), ("idle timeout", 2))
