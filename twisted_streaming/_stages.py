@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_streaming._pull import _unregister
 from twisted_streaming._util import failureWithContext, getReactor, isFinishable
 from twisted_streaming.interfaces import (
     ConsumerFinished,
@@ -286,8 +287,10 @@ class Stage:
         downstream = self.downstream
         if isinstance(downstream, Stage):
             downstream._end(reason)
-        elif downstream is not None and not reason.check(ProducerStopped):
-            downstream.unregisterProducer()
+        elif downstream is not None:
+            # Also when stopped: a consumer that stops its producer need not
+            # forget it (a transport does, and is then left alone).
+            _unregister(downstream, self)
 
 
 class LineSplitter(Stage):

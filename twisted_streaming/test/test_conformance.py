@@ -6,23 +6,48 @@ producers of this package, and shown to fail deliberately broken producers.
 from __future__ import annotations
 
 import builtins
+import functools
 import io
 import random
-from typing import Any, List, Optional
+import struct
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
 from twisted.internet.task import Clock
 from twisted.protocols.basic import FileSender
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from twisted_streaming import BasePushProducer
+from twisted_streaming import (
+    BasePushProducer,
+    Compress,
+    Decompress,
+    FileConsumer,
+    Frame,
+    HashStage,
+    IFinishableConsumer,
+    LineJoiner,
+    LineSplitter,
+    ProducerStopped,
+    Stage,
+    Unframe,
+    pipeline,
+)
+from twisted_streaming import FileSender as OurFileSender
 from twisted_streaming.randomintegers import IntegerLines, RandomIntegerProducer
+from twisted_streaming.test.test_stages import Items
 from twisted_streaming.testing import (
     FILE_DATA,
+    BackpressureConsumer,
+    ConsumerConformanceMixin,
+    FedPushProducer,
     PullProducerConformanceMixin,
     PushProducerConformanceMixin,
+    RecordingPushProducer,
     checkCompletion,
+    checkConsumer,
     checkNoWriteAfterPause,
     checkOneWritePerResume,
     checkPullProducer,
@@ -456,3 +481,406 @@ class PullToPushConformanceTests(PushProducerConformanceMixin, SynchronousTestCa
 
     def expectedData(self, producer: Any) -> Any:
         return FILE_DATA
+
+
+# Stages, as push producers toward downstream, fed by a source upstream
+
+
+def pieces(data: bytes, size: int) -> List[bytes]:
+    """
+    C{data} cut into pieces of C{size} bytes (the last may be shorter).
+    """
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+_FRAMED = b"".join(struct.pack("!I", len(p)) + p for p in pieces(FILE_DATA, 1000))
+# Small water marks, so a 40 KiB stream pauses and resumes the source.
+_WATER: Dict[str, Any] = {"highWater": 2048, "lowWater": 512}
+
+
+class StageConformanceMixin(PushProducerConformanceMixin):
+    """
+    Put a chain of stages through the push producer suite: a source on the
+    suite's clock feeds L{inputs} into the first stage, and the last stage is
+    the producer under test, registered with the suite's consumer through
+    L{pipeline}.  With L{pull}, the source is the package's C{FileSender}
+    (a pull producer) sending the inputs joined; otherwise a push producer
+    writing one input per turn of its loop.
+    """
+
+    inputs: List[bytes] = pieces(FILE_DATA, 1000)
+    output: bytes = FILE_DATA
+    pull = False
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        raise NotImplementedError
+
+    def makeProducer(self, clock: Clock) -> Any:
+        def connect(consumer: Any) -> Tuple[Any, Any]:
+            self.stages = self.makeStages(clock)
+            self.source: Any
+            start: Any
+            if self.pull:
+                self.source = sender = OurFileSender()
+                sender.CHUNK_SIZE = 1000
+                data = io.BytesIO(b"".join(self.inputs))
+                start = functools.partial(sender.beginFileTransfer, data)
+            else:
+                self.source = start = Items(self.inputs, reactor=clock)
+            return self.stages[-1], pipeline(start, *self.stages, sink=consumer)
+
+        return FedPushProducer(connect)
+
+    def expectedData(self, producer: Any) -> Any:
+        return self.output
+
+    def resourcesReleased(self, producer: Any) -> bool:
+        sourceStopped = (
+            self.source.file is None if self.pull else not self.source.producing
+        )
+        return sourceStopped and all(s.upstream is None for s in self.stages)
+
+
+class FunctionStageConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    A L{Stage} made from a function conforms.
+    """
+
+    output = b"".join(p[::-1] for p in pieces(FILE_DATA, 1000))
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Stage(lambda b: [b[::-1]], reactor=clock, **_WATER)]
+
+
+class LineSplitterConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    L{LineSplitter} conforms, fed by a pull producer.
+    """
+
+    output = b"".join(FILE_DATA.split(b"\n"))
+    pull = True
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [LineSplitter(reactor=clock, **_WATER)]
+
+
+class LineJoinerConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    L{LineJoiner} conforms.
+    """
+
+    inputs = FILE_DATA.split(b"\n")
+    output = FILE_DATA + b"\n"
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [LineJoiner(reactor=clock, **_WATER)]
+
+
+class CompressConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    L{Compress} conforms, fed by a pull producer.
+    """
+
+    output = zlib.compress(FILE_DATA, 6)
+    pull = True
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Compress(reactor=clock, **_WATER)]
+
+
+class DecompressConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    L{Decompress} conforms.
+    """
+
+    inputs = pieces(zlib.compress(FILE_DATA, 1), 100)
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Decompress(reactor=clock, **_WATER)]
+
+
+class HashStageConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    L{HashStage} conforms.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [HashStage(reactor=clock, **_WATER)]
+
+
+class FrameConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    L{Frame} conforms.
+    """
+
+    output = _FRAMED
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Frame(reactor=clock, **_WATER)]
+
+
+class UnframeConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    L{Unframe} conforms, fed by a pull producer that cuts the frames
+    anywhere.
+    """
+
+    inputs = [_FRAMED]
+    pull = True
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Unframe(reactor=clock, **_WATER)]
+
+
+class PipelineConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    A whole L{pipeline} (compress, decompress, split and join lines, hash)
+    conforms as the producer of its last stage.
+    """
+
+    output = FILE_DATA + b"\n"
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [
+            Compress(reactor=clock, **_WATER),
+            Decompress(reactor=clock, **_WATER),
+            LineSplitter(reactor=clock, **_WATER),
+            LineJoiner(reactor=clock, **_WATER),
+            HashStage(reactor=clock, **_WATER),
+        ]
+
+
+class StageStopTests(SynchronousTestCase):
+    """
+    Regression test for what the stage conformance tests found.
+    """
+
+    def test_stopUnregistersFromDownstream(self) -> None:
+        """
+        A stage stopped by a consumer that does not forget it (as a transport
+        does on connection loss) unregisters itself, so the consumer can take
+        another producer; a consumer that has forgotten it is left alone.
+        """
+        stage = Stage(lambda b: [b])
+        sink = BackpressureConsumer()
+        stage.attach(sink)
+        stage.stopProducing()
+        self.assertIsNone(sink.producer)
+        self.assertEqual(sink.calls[-1], ("unregisterProducer",))
+        self.failureResultOf(stage.done, ProducerStopped)
+        sink.registerProducer(RecordingPushProducer(), True)
+
+        lost = Stage(lambda b: [b])
+        gone = BackpressureConsumer()
+        lost.attach(gone)
+        gone.loseConnection()
+        self.assertEqual(gone.calls, [("registerProducer", True), ("stop",)])
+        self.failureResultOf(lost.done, ProducerStopped)
+
+
+# Consumers
+
+
+class FileConsumerConformanceTests(ConsumerConformanceMixin, SynchronousTestCase):
+    """
+    L{FileConsumer <twisted_streaming.FileConsumer>} conforms as a consumer,
+    writing a few KiB per turn.
+    """
+
+    def makeConsumer(self, clock: Clock) -> Any:
+        consumer = FileConsumer(io.BytesIO(), reactor=clock)
+        consumer.highWater = 8192
+        consumer.lowWater = 2048
+        consumer.batchBytes = 3000
+        return consumer
+
+    def completion(self, consumer: Any) -> Any:
+        return consumer.whenFinished()
+
+    def received(self, consumer: Any) -> Any:
+        return consumer.file.getvalue()
+
+
+class StageConsumerConformanceMixin(ConsumerConformanceMixin):
+    """
+    Put a chain of stages through the consumer suite: the first stage is the
+    consumer under test; the last delivers to a L{BackpressureConsumer} that
+    drains 1 KiB per millisecond of the suite's clock, so the chain falls
+    behind.  L{decode} turns what it received back into what was written.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        raise NotImplementedError
+
+    def decode(self, received: Any) -> bytes:
+        return bytes(received)
+
+    def makeConsumer(self, clock: Clock) -> Any:
+        stages = self.makeStages(clock)
+        self.sink = BackpressureConsumer(1024, clock=clock, drainRate=1024)
+        for stage, after in zip(stages, [*stages[1:], self.sink]):
+            stage.attach(after)
+        self.last = stages[-1]
+        return stages[0]
+
+    def completion(self, consumer: Any) -> Any:
+        return self.last.done
+
+    def received(self, consumer: Any) -> Any:
+        return self.decode(self.sink.received)
+
+
+class StageConsumerConformanceTests(StageConsumerConformanceMixin, SynchronousTestCase):
+    """
+    A L{Stage} made from a function conforms as a consumer.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Stage(lambda b: [b], reactor=clock, **_WATER)]
+
+
+class HashStageConsumerConformanceTests(
+    StageConsumerConformanceMixin, SynchronousTestCase
+):
+    """
+    L{HashStage} conforms as a consumer.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [HashStage(reactor=clock, **_WATER)]
+
+
+class LinesConsumerConformanceTests(StageConsumerConformanceMixin, SynchronousTestCase):
+    """
+    L{LineSplitter} (and the L{LineJoiner} after it) conform as consumers.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [LineSplitter(reactor=clock, **_WATER), LineJoiner(reactor=clock)]
+
+
+class CompressConsumerConformanceTests(
+    StageConsumerConformanceMixin, SynchronousTestCase
+):
+    """
+    L{Compress} (and the L{Decompress} after it) conform as consumers.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Compress(reactor=clock, **_WATER), Decompress(reactor=clock)]
+
+
+class FrameConsumerConformanceTests(StageConsumerConformanceMixin, SynchronousTestCase):
+    """
+    L{Frame} (and the L{Unframe} after it) conform as consumers.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Frame(reactor=clock, **_WATER), Unframe(reactor=clock)]
+
+
+class CompressedConsumerConformanceTests(
+    StageConsumerConformanceMixin, SynchronousTestCase
+):
+    """
+    L{Decompress} and L{Unframe} conform as consumers, seen through what
+    comes out of a L{Compress} or L{Frame} in front of them.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [
+            Frame(reactor=clock),
+            Unframe(reactor=clock, **_WATER),
+            Compress(reactor=clock),
+            Decompress(reactor=clock, **_WATER),
+        ]
+
+
+@implementer(IConsumer, IFinishableConsumer)
+class FlawedConsumer:
+    """
+    A consumer that falls behind by four writes and catches up a reactor
+    turn later; correct unless C{flaw} names one of the ways it is broken:
+    C{"neverPauses"}, C{"neverResumes"}, C{"pullsOnce"} (asks a pull producer
+    for data only when it registers) or C{"keepsProducer"} (stops the
+    producer it should have forgotten when finished).
+    """
+
+    def __init__(self, clock: Clock, flaw: Optional[str] = None) -> None:
+        self.clock = clock
+        self.flaw = flaw
+        self.producer: Any = None
+        self.streaming = False
+        self.paused = False
+        self.behind = 0
+        self.data: List[bytes] = []
+        self.call: Any = None
+        self.done: Deferred[int] = Deferred()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer, self.streaming = producer, streaming
+        if not streaming:
+            producer.resumeProducing()
+
+    def unregisterProducer(self) -> None:
+        if self.flaw != "keepsProducer":
+            self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.data.append(data)
+        self.behind += 1
+        if self.call is None:
+            self.call = self.clock.callLater(0, self.catchUp)
+        if self.streaming and self.behind >= 4 and self.flaw != "neverPauses":
+            self.paused = True
+            self.producer.pauseProducing()
+
+    def catchUp(self) -> None:
+        self.call = None
+        self.behind = 0
+        if self.producer is None:
+            return
+        if self.paused and self.flaw != "neverResumes":
+            self.paused = False
+            self.producer.resumeProducing()
+        if not self.streaming and self.flaw != "pullsOnce":
+            self.producer.resumeProducing()
+
+    def finish(self) -> None:
+        if self.producer is not None:
+            self.producer.stopProducing()
+        self.done.callback(len(self.data))
+
+
+class BrokenConsumerTests(SynchronousTestCase):
+    """
+    The consumer suite passes a correct consumer and fails each flawed one
+    with a message naming the flaw.
+    """
+
+    def check(self, flaw: Optional[str]) -> None:
+        checkConsumer(
+            lambda clock: FlawedConsumer(clock, flaw),
+            lambda consumer: consumer.done,
+            lambda consumer: b"".join(consumer.data),
+        )
+
+    def test_correctConsumerPasses(self) -> None:
+        """
+        The correct consumer passes the whole suite.
+        """
+        self.check(None)
+
+    def test_flawedConsumersFail(self) -> None:
+        """
+        Each flaw fails the suite, saying what went wrong.
+        """
+        for flaw, message in [
+            ("neverPauses", "never paused"),
+            ("neverResumes", "did not resume"),
+            ("pullsOnce", "stopped asking"),
+            ("keepsProducer", "called its unregistered producer"),
+        ]:
+            with self.assertRaises(AssertionError) as e:
+                self.check(flaw)
+            self.assertIn(message, str(e.exception))

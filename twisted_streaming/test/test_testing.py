@@ -4,7 +4,7 @@ Tests for the fakes of L{twisted_streaming.testing}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 from twisted_streaming import BasePushProducer, ConsumerFinished, IFinishableConsumer
 from twisted_streaming.testing import (
     BackpressureConsumer,
+    FedPushProducer,
     RecordingPullProducer,
     RecordingPushProducer,
     loopbackReceive,
@@ -167,6 +168,40 @@ class BackpressureConsumerTests(SynchronousTestCase):
         consumer.write(b"a")
         consumer.write(b"b")
         self.assertEqual(consumer.writesAfterPause(), [3])
+
+
+class FedPushProducerTests(SynchronousTestCase):
+    """
+    L{FedPushProducer} connects the producer under test when started and
+    passes the suite's calls to it.
+    """
+
+    def test_connectsAndForwards(self) -> None:
+        """
+        startProducing calls connect with the consumer and returns its
+        completion; pause, resume and stop reach the producer it returned.
+        """
+        inner = RecordingPushProducer()
+        completion: Deferred[None] = Deferred()
+        seen: List[Any] = []
+
+        def connect(consumer: Any) -> Any:
+            seen.append(consumer)
+            consumer.registerProducer(inner, True)
+            return inner, completion
+
+        fed = FedPushProducer(connect)
+        self.assertTrue(verifyObject(IPushProducer, fed))
+        self.assertIsNone(fed.producer)
+        consumer = BackpressureConsumer()
+        self.assertIs(fed.startProducing(consumer), completion)
+        self.assertEqual(seen, [consumer])
+        self.assertIs(fed.producer, inner)
+        self.assertIs(consumer.producer, inner)
+        fed.pauseProducing()
+        fed.resumeProducing()
+        fed.stopProducing()
+        self.assertEqual(inner.calls, [("pause",), ("resume",), ("stop",)])
 
 
 class Chunks(BasePushProducer):
