@@ -13,10 +13,20 @@ import struct
 import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import (
+    IConsumer,
+    IHalfCloseableDescriptor,
+    IPullProducer,
+    IPushProducer,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.protocols.basic import FileSender
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -31,6 +41,7 @@ from twisted_streaming import (
     LineJoiner,
     LineSplitter,
     ProducerStopped,
+    ProxyFactory,
     Stage,
     Unframe,
     pipeline,
@@ -884,3 +895,269 @@ class BrokenConsumerTests(SynchronousTestCase):
             with self.assertRaises(AssertionError) as e:
                 self.check(flaw)
             self.assertIn(message, str(e.exception))
+
+
+# The proxy's two directions
+
+
+@implementer(IHalfCloseableDescriptor)
+class FakeConnection:
+    """
+    One of the two connections of a proxied connection, on a clock.
+
+    What the proxy writes goes to L{remote}, the remote end's receiving
+    side, which pauses the proxy's producer as a transport's buffer does.
+    The remote end sends L{pending}, one chunk per reactor turn while reading
+    is not paused, and then its end of stream (a half-close).
+    C{loseConnection} closes on a later turn, as a transport does; L{lose}
+    is the remote end resetting the connection now.  Once closed, the
+    transport stops and forgets its producer and reads nothing more.
+    """
+
+    def __init__(
+        self, clock: Clock, remote: BackpressureConsumer, chunks: Any = ()
+    ) -> None:
+        self.clock = clock
+        self.remote = remote
+        self.pending = list(chunks)
+        self.protocol: Any = None
+        self.paused = False
+        self.eof = False
+        self.writeClosed = False
+        self.disconnecting = False
+        self.lost = False
+        self._calls: List[Tuple[Any, Any]] = []
+
+    def connect(self, protocol: Any) -> None:
+        """
+        Connect C{protocol} to this transport and start reading.
+        """
+        self.protocol = protocol
+        protocol.makeConnection(self)
+        self._read()
+
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 1)
+
+    getHost = getPeer
+
+    # Reading
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self._cancel(self._doRead)
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._read()
+
+    def stopProducing(self) -> None:
+        self.loseConnection()
+
+    def _read(self) -> None:
+        if self.paused or self.eof or self.disconnecting or self.protocol is None:
+            return
+        if not any(f == self._doRead for f, _ in self._calls):
+            self._later(self._doRead)
+
+    def _doRead(self) -> None:
+        if self.pending:
+            self.protocol.dataReceived(self.pending.pop(0))
+            self._read()
+        else:
+            self.readConnectionLost(connectionDone)
+
+    def readConnectionLost(self, reason: Failure) -> None:
+        self.eof = True
+        self.protocol.readConnectionLost()
+
+    # Writing
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.remote.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.remote.unregisterProducer()
+
+    def write(self, data: bytes) -> None:
+        self.remote.write(data)
+
+    def writeSequence(self, data: List[bytes]) -> None:
+        for item in data:
+            self.write(item)
+
+    def loseWriteConnection(self) -> None:
+        if self.writeClosed or self.disconnecting:
+            return
+        self.writeClosed = True
+        self.remote.finish()
+        self._later(self.writeConnectionLost, connectionDone)
+
+    def writeConnectionLost(self, reason: Failure) -> None:
+        self.protocol.writeConnectionLost()
+
+    # Closing
+
+    def loseConnection(self) -> None:
+        if self.disconnecting:
+            return
+        self.disconnecting = True
+        self._cancel(self._doRead)
+        self._later(self.connectionLost, connectionDone)
+
+    abortConnection = loseConnection
+
+    def lose(self) -> None:
+        """
+        The remote end resets the connection.
+        """
+        self.disconnecting = True
+        self.connectionLost(Failure(ConnectionLost("reset by the test")))
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self.lost:
+            return
+        self.lost = True
+        for _, call in self._calls:
+            call.cancel()
+        self._calls = []
+        self.remote.loseConnection()
+        self.protocol.connectionLost(reason)
+
+    def _later(self, f: Any, *args: Any) -> None:
+        def run() -> None:
+            self._calls.remove((f, call))
+            f(*args)
+
+        call = self.clock.callLater(0, run)
+        self._calls.append((f, call))
+
+    def _cancel(self, f: Any) -> None:
+        for pending in [p for p in self._calls if p[0] == f]:
+            self._calls.remove(pending)
+            pending[1].cancel()
+
+
+@implementer(IStreamClientEndpoint)
+class FakeConnectionEndpoint:
+    """
+    Connects to a L{FakeConnection}: at once, or when L{complete} is called.
+    """
+
+    def __init__(self, connection: FakeConnection, immediate: bool = True) -> None:
+        self.connection = connection
+        self.immediate = immediate
+        self.attempt: Optional[Deferred[Any]] = None
+        self.factory: Any = None
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        self.factory = factory
+        self.attempt = Deferred()
+        if self.immediate:
+            self.complete()
+        return self.attempt
+
+    def complete(self) -> None:
+        """
+        The pending connection attempt succeeds (unless it was cancelled).
+        """
+        if self.attempt is None or self.attempt.called:
+            return
+        protocol = self.factory.buildProtocol(None)
+        self.connection.connect(protocol)
+        self.attempt.callback(protocol)
+
+
+@implementer(IPushProducer)
+class ProxyDirection:
+    """
+    One direction of a connection through a
+    L{ProxyFactory <twisted_streaming.ProxyFactory>}, over
+    L{FakeConnection}s, as a push producer for the suite.
+
+    The near side's remote end sends L{FILE_DATA}; the far side's transport
+    writes to the suite's consumer, and its remote end sends nothing (its end
+    of stream comes first).  The producer under test is the near side's
+    reader, which the proxy registers on the far side's transport.  A
+    transport stops its producer only when its connection is lost, and the
+    proxy's reader leaves the tear-down to C{connectionLost}, so
+    L{stopProducing} is the far side's connection being lost.
+    """
+
+    def __init__(self, clock: Clock, toUpstream: bool) -> None:
+        self.clock = clock
+        self.toUpstream = toUpstream
+        self.reader: Any = None
+
+    def startProducing(self, consumer: BackpressureConsumer) -> Deferred[Any]:
+        near = FakeConnection(
+            self.clock, BackpressureConsumer(2**62), pieces(FILE_DATA, 1000)
+        )
+        self.far = FakeConnection(self.clock, consumer)
+        client, upstream = (near, self.far) if self.toUpstream else (self.far, near)
+        self.connections = (client, upstream)
+        self.factory = ProxyFactory.forEndpoint(
+            FakeConnectionEndpoint(upstream), reactor=self.clock
+        )
+        protocol: Any = self.factory.buildProtocol(None)
+        client.connect(protocol)
+        self.reader = consumer.producer
+        done: Deferred[Any] = protocol.connection.done
+        return done
+
+    def pauseProducing(self) -> None:
+        self.reader.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.reader.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.far.lose()
+
+
+class ProxyToUpstreamConformanceTests(
+    PushProducerConformanceMixin, SynchronousTestCase
+):
+    """
+    The client-to-upstream direction of the proxy conforms.
+    """
+
+    toUpstream = True
+
+    def makeProducer(self, clock: Clock) -> Any:
+        return ProxyDirection(clock, self.toUpstream)
+
+    def expectedData(self, producer: Any) -> Any:
+        return FILE_DATA
+
+    def resourcesReleased(self, producer: Any) -> bool:
+        lost = all(c.lost for c in producer.connections)
+        return lost and producer.factory.connections == 0
+
+    def test_closesBothWhenDone(self) -> None:
+        """
+        Once both ends of stream have passed, both connections are closed
+        and the statistics say so and count every byte.
+        """
+        clock = Clock()
+        consumer = BackpressureConsumer(100, clock=clock, drainRate=50)
+        direction = ProxyDirection(clock, self.toUpstream)
+        d = direction.startProducing(consumer)
+        for _ in range(10 * len(FILE_DATA)):
+            if not clock.getDelayedCalls():
+                break
+            clock.advance(0.001)
+        stats = self.successResultOf(d)
+        self.assertEqual(stats.reason, "closed")
+        sent = stats.bytesToUpstream if self.toUpstream else stats.bytesToClient
+        self.assertEqual((sent, consumer.received), (len(FILE_DATA), FILE_DATA))
+        self.assertTrue(consumer.finished)
+        self.assertTrue(self.resourcesReleased(direction))
+
+
+class ProxyToClientConformanceTests(ProxyToUpstreamConformanceTests):
+    """
+    The upstream-to-client direction of the proxy conforms.
+    """
+
+    toUpstream = False
