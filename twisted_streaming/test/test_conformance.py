@@ -661,10 +661,17 @@ class PipelineConformanceTests(StageConformanceMixin, SynchronousTestCase):
         ]
 
 
-class StageStopTests(SynchronousTestCase):
+class StageRegressionTests(SynchronousTestCase):
     """
-    Regression test for what the stage conformance tests found.
+    Regression tests for what the stage conformance and property tests
+    found.
     """
+
+    def settle(self, clock: Clock, d: Deferred[Any]) -> None:
+        for _ in range(1000):
+            if d.called and not clock.getDelayedCalls():
+                return
+            clock.advance(0.001)
 
     def test_stopUnregistersFromDownstream(self) -> None:
         """
@@ -687,6 +694,54 @@ class StageStopTests(SynchronousTestCase):
         gone.loseConnection()
         self.assertEqual(gone.calls, [("registerProducer", True), ("stop",)])
         self.failureResultOf(lost.done, ProducerStopped)
+
+    def test_emptyBufferResumesUpstream(self) -> None:
+        """
+        A stage with a low water mark of 0 resumes its source once its buffer
+        is empty (before, "below 0" never happened and the pipeline stalled;
+        Hypothesis shrank it to one chunk through Frame and Unframe with
+        C{highWater=1} and a sink that pauses on every write).
+        """
+        for pull in (False, True):
+            clock = Clock()
+            sink = BackpressureConsumer(0, clock=clock, drainRate=1)
+            stages: List[Stage] = [Frame(highWater=1, lowWater=0, reactor=clock)]
+            stages.append(Unframe(highWater=1, lowWater=0, reactor=clock))
+            source: Any = Items([b"ab", b"c"], reactor=clock)
+            if pull:
+                sender = OurFileSender()
+                source = functools.partial(sender.beginFileTransfer, io.BytesIO(b"abc"))
+            d = pipeline(source, *stages, sink=sink)
+            self.settle(clock, d)
+            self.assertEqual(self.successResultOf(d), 2 if not pull else 1)
+            self.assertEqual(sink.received, b"abc")
+
+    def test_downstreamWriteErrorFailsTheStage(self) -> None:
+        """
+        An error raised by the stage's consumer fails the stage and the
+        pipeline, instead of escaping into the reactor from a pull (or being
+        lost inside the source's C{finish()}, leaving the pipeline hanging).
+        """
+        for pull in (False, True):
+            clock = Clock()
+            sink = BackpressureConsumer(
+                clock=clock, failOnWrite=OSError("disk full"), failAfterWrites=0
+            )
+            splitter = LineSplitter(reactor=clock)
+            source: Any = Items([b"no newline"], reactor=clock)
+            if pull:
+                sender = OurFileSender()
+                source = functools.partial(sender.beginFileTransfer, io.BytesIO(b"a\n"))
+            d = pipeline(source, splitter, LineJoiner(reactor=clock), sink=sink)
+            self.settle(clock, d)
+            failure = self.failureResultOf(d, OSError)
+            self.assertIn("LineJoiner", failure.getErrorMessage())
+            self.assertIsNone(sink.producer)
+            self.assertEqual(clock.getDelayedCalls(), [])
+            if pull:
+                self.assertIsNone(sender.file)
+            else:
+                self.assertFalse(source.producing)
 
 
 # Consumers
