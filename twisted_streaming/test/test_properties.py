@@ -31,9 +31,15 @@ from twisted_streaming import (
     LineJoiner,
     LineSplitter,
     ProducerStopped,
+    ProxyFactory,
+    ProxyStatistics,
     Stage,
     Unframe,
     pipeline,
+)
+from twisted_streaming.test.test_conformance import (
+    FakeConnection,
+    FakeConnectionEndpoint,
 )
 from twisted_streaming.testing import BackpressureConsumer, RecordingPushProducer
 
@@ -516,3 +522,155 @@ class StagePropertyTests(SynchronousTestCase):
             self.assertTrue(sink.finished)
             self.assertFalse(ended)
             self.assertEqual(result, last.itemsOut)
+
+
+# Each step: what happens, and to which side (ignored by advance and connect).
+_PROXY_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                *("advance", "advance", "advance", "connect"),
+                *("drain", "drain", "pause", "resume", "lose"),
+            ]
+        ),
+        st.sampled_from(["Client", "Upstream"]),
+    ),
+    max_size=40,
+)
+
+
+_TIMEOUTS = ("idle timeout", "connect timeout")
+
+
+class ProxyPropertyTests(SynchronousTestCase):
+    """
+    A connection through L{ProxyFactory}, over fake connections on a clock,
+    with data both ways, under random backpressure on either side, pauses
+    and resumes of either direction, a slow or never-completed upstream
+    connection (cancelled when the client leaves first, or by the connect
+    timeout), an idle timeout, and either peer resetting its connection.
+    """
+
+    @_fewer
+    @given(
+        _CHUNKS,
+        _CHUNKS,
+        _PROXY_OPS,
+        st.integers(0, 40),
+        st.integers(0, 40),
+        st.integers(1, 16),
+        st.booleans(),
+        st.sampled_from([30, 0.0035]),
+        st.sampled_from([None, 0.0055]),
+    )
+    def test_eachDirectionDeliversPrefixAndCompletesOnce(
+        self,
+        fromClient: List[bytes],
+        fromUpstream: List[bytes],
+        ops: List[Tuple[str, str]],
+        clientThreshold: int,
+        upstreamThreshold: int,
+        rate: int,
+        immediate: bool,
+        connectTimeout: float,
+        idleTimeout: Optional[float],
+    ) -> None:
+        """
+        Each remote end receives a prefix of what the other sent, in order
+        and without duplicates, and nothing is written to a side that paused
+        its producer; the connection's L{Deferred} fires exactly once, with
+        C{"closed"} and everything delivered both ways (and each end of
+        stream passed on as a half-close) unless a peer was lost or a timeout
+        fired; both connections are closed and nothing is left scheduled.
+        """
+        clock = Clock()
+        remotes = {
+            "Client": BackpressureConsumer(
+                clientThreshold, clock=clock, drainRate=rate
+            ),
+            "Upstream": BackpressureConsumer(
+                upstreamThreshold, clock=clock, drainRate=rate
+            ),
+        }
+        connections = {
+            "Client": FakeConnection(clock, remotes["Client"], fromClient),
+            "Upstream": FakeConnection(clock, remotes["Upstream"], fromUpstream),
+        }
+        endpoint = FakeConnectionEndpoint(connections["Upstream"], immediate)
+        factory = ProxyFactory.forEndpoint(
+            endpoint,
+            reactor=clock,
+            connectTimeout=connectTimeout,
+            idleTimeout=idleTimeout,
+        )
+        protocol: Any = factory.buildProtocol(None)
+        connections["Client"].connect(protocol)
+        results: List[Any] = []
+        protocol.connection.done.addBoth(results.append)
+        readers: Dict[str, Any] = {}
+        lost = False
+        for op, side in ops:
+            remote, connection = remotes[side], connections[side]
+            if readers.get(side) is None:
+                # The reader of the other side, once the proxy registers it.
+                readers[side] = remote.producer
+            reader = readers[side]
+            if op == "advance":
+                clock.advance(0.001)
+            elif op == "connect":
+                endpoint.complete()
+            elif op == "drain":
+                remote.drain(rate)
+            elif op == "pause" and reader is not None:
+                remote.calls.append(("pause",))
+                reader.pauseProducing()
+            elif op == "resume" and reader is not None:
+                remote.calls.append(("resume",))
+                reader.resumeProducing()
+            elif op == "lose" and connection.protocol is not None:
+                lost = lost or not (results or connection.lost)
+                connection.lose()
+        endpoint.complete()
+        for side, reader in readers.items():
+            if reader is not None:
+                remotes[side].calls.append(("resume",))
+                reader.resumeProducing()
+        for _ in range(4 * (len(fromClient) + len(fromUpstream)) + 50):
+            clock.advance(0.001)
+            if results and not clock.getDelayedCalls():
+                break
+        sent = {"Client": b"".join(fromUpstream), "Upstream": b"".join(fromClient)}
+        for side, remote in remotes.items():
+            received = remote.received
+            assert isinstance(received, bytes)
+            self.assertEqual(received, sent[side][: len(received)], side)
+            self.assertEqual(remote.writesAfterPause(), [], side)
+            self.assertIsNone(remote.producer, side)
+        self.assertEqual(len(results), 1)
+        stats = results[0]
+        self.assertIsInstance(stats, ProxyStatistics)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(factory.connections, 0)
+        self.assertTrue(connections["Client"].lost)
+        upstream = connections["Upstream"]
+        self.assertEqual(upstream.lost, upstream.protocol is not None)
+        self.assertGreaterEqual(
+            stats.bytesToUpstream, len(remotes["Upstream"].received)
+        )
+        self.assertGreaterEqual(stats.bytesToClient, len(remotes["Client"].received))
+        timedOut = stats.reason in _TIMEOUTS
+        if stats.reason == "connect timeout":
+            self.assertIsNone(upstream.protocol)
+        if not (lost or timedOut):
+            self.assertEqual(stats.reason, "closed")
+            for side, remote in remotes.items():
+                self.assertEqual(remote.received, sent[side], side)
+                self.assertTrue(remote.finished, side)
+            self.assertEqual(
+                (stats.bytesToUpstream, stats.bytesToClient),
+                (len(sent["Upstream"]), len(sent["Client"])),
+            )
+        else:
+            self.assertIn(
+                stats.reason, ("client lost", "upstream lost", "closed", *_TIMEOUTS)
+            )
