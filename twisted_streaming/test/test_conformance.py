@@ -563,6 +563,26 @@ class FunctionStageConformanceTests(StageConformanceMixin, SynchronousTestCase):
         return [Stage(lambda b: [b[::-1]], reactor=clock, **_WATER)]
 
 
+class ZeroWaterStageConformanceTests(StageConformanceMixin, SynchronousTestCase):
+    """
+    Stages with water marks of 0 conform, with a push and a pull source.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        water: Dict[str, Any] = {"highWater": 0, "lowWater": 0}
+        return [HashStage(reactor=clock, **water), Frame(reactor=clock, **water)]
+
+    output = _FRAMED
+
+
+class ZeroWaterPulledStageConformanceTests(ZeroWaterStageConformanceTests):
+    """
+    Stages with water marks of 0 conform, fed by a pull producer.
+    """
+
+    pull = True
+
+
 class LineSplitterConformanceTests(StageConformanceMixin, SynchronousTestCase):
     """
     L{LineSplitter} conforms, fed by a pull producer.
@@ -767,6 +787,19 @@ class FileConsumerConformanceTests(ConsumerConformanceMixin, SynchronousTestCase
         return consumer.file.getvalue()
 
 
+class ZeroWaterFileConsumerConformanceTests(FileConsumerConformanceTests):
+    """
+    A L{FileConsumer <twisted_streaming.FileConsumer>} with water marks of 0
+    (pause whenever anything is waiting, resume once it is all written)
+    conforms; it used to pause with nothing waiting, and never resume.
+    """
+
+    def makeConsumer(self, clock: Clock) -> Any:
+        consumer = super().makeConsumer(clock)
+        consumer.highWater = consumer.lowWater = 0
+        return consumer
+
+
 class StageConsumerConformanceMixin(ConsumerConformanceMixin):
     """
     Put a chain of stages through the consumer suite: the first stage is the
@@ -803,6 +836,17 @@ class StageConsumerConformanceTests(StageConsumerConformanceMixin, SynchronousTe
 
     def makeStages(self, clock: Clock) -> List[Stage]:
         return [Stage(lambda b: [b], reactor=clock, **_WATER)]
+
+
+class ZeroWaterStageConsumerConformanceTests(
+    StageConsumerConformanceMixin, SynchronousTestCase
+):
+    """
+    A L{Stage} with water marks of 0 conforms as a consumer.
+    """
+
+    def makeStages(self, clock: Clock) -> List[Stage]:
+        return [Stage(lambda b: [b], reactor=clock, highWater=0, lowWater=0)]
 
 
 class HashStageConsumerConformanceTests(
