@@ -42,6 +42,7 @@ from twisted_streaming import (
     LineSplitter,
     ProducerStopped,
     ProxyFactory,
+    PullToPush,
     Stage,
     Unframe,
     pipeline,
@@ -419,8 +420,6 @@ class FileSenderConformanceTests(PullProducerConformanceMixin, SynchronousTestCa
     """
 
     def makeProducer(self, clock: Clock) -> Any:
-        from twisted_streaming import FileSender as OurFileSender
-
         sender = OurFileSender(reactor=clock)
         sender.CHUNK_SIZE = 4096
         return sender
@@ -451,36 +450,6 @@ class FileSenderConformanceTests(PullProducerConformanceMixin, SynchronousTestCa
         return producer.file is None and closed
 
 
-class PullToPushSubject:
-    """
-    A push producer for the suite: the package's FileSender sending
-    L{FILE_DATA} through a L{PullToPush <twisted_streaming.PullToPush>}.
-    """
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.adapter: Any = None
-
-    def startProducing(self, consumer: Any) -> Any:
-        from twisted_streaming import FileSender as OurFileSender
-        from twisted_streaming import PullToPush
-
-        self.adapter = PullToPush(consumer, reactor=self.clock)
-        self.adapter.maxBytesPerTurn = 8192
-        sender = OurFileSender()
-        sender.CHUNK_SIZE = 1000
-        return sender.beginFileTransfer(io.BytesIO(FILE_DATA), self.adapter)
-
-    def pauseProducing(self) -> None:
-        self.adapter.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.adapter.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.adapter.stopProducing()
-
-
 class PullToPushConformanceTests(PushProducerConformanceMixin, SynchronousTestCase):
     """
     L{PullToPush <twisted_streaming.PullToPush>} driving a FileSender conforms
@@ -488,7 +457,14 @@ class PullToPushConformanceTests(PushProducerConformanceMixin, SynchronousTestCa
     """
 
     def makeProducer(self, clock: Clock) -> Any:
-        return PullToPushSubject(clock)
+        def connect(consumer: Any) -> Tuple[Any, Any]:
+            adapter = PullToPush(consumer, reactor=clock)
+            adapter.maxBytesPerTurn = 8192
+            sender = OurFileSender()
+            sender.CHUNK_SIZE = 1000
+            return adapter, sender.beginFileTransfer(io.BytesIO(FILE_DATA), adapter)
+
+        return FedPushProducer(connect)
 
     def expectedData(self, producer: Any) -> Any:
         return FILE_DATA
