@@ -790,12 +790,14 @@ def _finishConsumer(
     written: bytes,
 ) -> None:
     """
-    With the producer unregistered: finish C{consumer}, let it work, and
-    check that it completed once, with everything, without calling the
-    producer again or leaving anything scheduled.
+    With the producer unregistered: finish C{consumer} (if it is
+    finishable), let it work, and check that it completed once, with
+    everything, without calling the producer again or leaving anything
+    scheduled.
     """
     before = len(producerCalls)
-    consumer.finish()
+    if IFinishableConsumer.providedBy(consumer):
+        consumer.finish()
     _settle(clock, lambda: False)
     _check(
         producerCalls[before:] == [],
@@ -833,9 +835,9 @@ def checkConsumerPausesPushProducer(
     A streaming producer that writes while the consumer is behind is paused
     (from inside C{write}, as a transport does), and resumed once the
     consumer has caught up on later reactor turns; it is resumed only after
-    a pause; once it has unregistered and the consumer is finished, the
-    consumer calls it no more, completes once with everything written, and
-    leaves nothing scheduled.
+    a pause; once it has unregistered (and the consumer is finished, if it
+    is finishable), the consumer calls it no more, completes once with
+    everything written, and leaves nothing scheduled.
     """
     clock = Clock()
     consumer = makeConsumer(clock)
@@ -888,9 +890,9 @@ def checkConsumerDrivesPullProducer(
     """
     A pull producer is asked for data (C{resumeProducing}) after it
     registers and again after each write is dealt with, until it
-    unregisters; then, once the consumer is finished, it is called no more,
-    and the consumer completes once with everything written and leaves
-    nothing scheduled.
+    unregisters; then (and once the consumer is finished, if it is
+    finishable) it is called no more, and the consumer completes once with
+    everything written and leaves nothing scheduled.
     """
     clock = Clock()
     consumer = makeConsumer(clock)
@@ -917,8 +919,9 @@ def checkConsumer(
     """
     Run the whole consumer conformance suite; usable from plain pytest.
 
-    @param makeConsumer: Called with a L{Clock}; returns a new finishable
-        consumer that does its work on that clock.
+    @param makeConsumer: Called with a L{Clock}; returns a new consumer that
+        does its work on that clock.  If it provides L{IFinishableConsumer},
+        it is finished once its producer has unregistered.
     @param completion: Given the consumer (before anything is written to
         it), returns the L{Deferred} that says it has dealt with everything,
         or L{None} not to check one.
@@ -936,12 +939,12 @@ class ConsumerConformanceMixin:
     """
     Mix into a trial test case (C{SynchronousTestCase}) and define
     L{makeConsumer} (and optionally L{completion} and L{received}) to check
-    a finishable consumer against the contract.
+    a consumer against the contract.
     """
 
     def makeConsumer(self, clock: Clock) -> Any:
         """
-        Return a new finishable consumer that uses C{clock} as its reactor.
+        Return a new consumer that uses C{clock} as its reactor.
         """
         raise NotImplementedError(f"{type(self).__name__} must define makeConsumer")
 

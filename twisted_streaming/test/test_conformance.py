@@ -776,6 +776,21 @@ class ZeroWaterFileConsumerConformanceTests(FileConsumerConformanceTests):
         return consumer
 
 
+class PullToPushConsumerConformanceTests(ConsumerConformanceMixin, SynchronousTestCase):
+    """
+    L{PullToPush <twisted_streaming.PullToPush>} conforms as a consumer: it
+    drives a pull producer, and passes a streaming one through to a
+    consumer that falls behind.
+    """
+
+    def makeConsumer(self, clock: Clock) -> Any:
+        self.sink = BackpressureConsumer(1024, clock=clock, drainRate=1024)
+        return PullToPush(self.sink, reactor=clock)
+
+    def received(self, consumer: Any) -> Any:
+        return self.sink.received
+
+
 class StageConsumerConformanceMixin(ConsumerConformanceMixin):
     """
     Put a chain of stages through the consumer suite: the first stage is the

@@ -18,6 +18,7 @@ from twisted_streaming.testing import (
     FedPushProducer,
     RecordingPullProducer,
     RecordingPushProducer,
+    checkConsumer,
     loopbackReceive,
 )
 
@@ -158,6 +159,15 @@ class BackpressureConsumerTests(SynchronousTestCase):
         consumer.write([2])
         self.assertEqual(consumer.received, [{"a": 1}, [2]])
         self.assertEqual(producer.calls, [("pause",)])
+
+    def test_conformsAsConsumer(self) -> None:
+        """
+        Draining on a clock, it passes the consumer conformance suite.
+        """
+        checkConsumer(
+            lambda clock: BackpressureConsumer(1024, clock=clock, drainRate=512),
+            received=lambda consumer: consumer.received,
+        )
 
     def test_writesAfterPause(self) -> None:
         """
