@@ -21,6 +21,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableDescriptor,
     IPullProducer,
     IPushProducer,
+    ISSLTransport,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import connectionDone
@@ -28,7 +29,7 @@ from twisted.internet.task import Clock
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from twisted_streaming import (
     BasePushProducer,
@@ -1001,7 +1002,9 @@ class FakeConnection:
     is not paused, and then its end of stream (a half-close).
     C{loseConnection} closes on a later turn, as a transport does; L{lose}
     is the remote end resetting the connection now.  Once closed, the
-    transport stops and forgets its producer and reads nothing more.
+    transport stops and forgets its producer and reads nothing more.  As
+    with a Twisted transport, a connection told to close while it has
+    paused its producer resumes it and closes once it is unregistered.
     """
 
     def __init__(
@@ -1015,6 +1018,7 @@ class FakeConnection:
         self.eof = False
         self.writeClosed = False
         self.disconnecting = False
+        self.waitingForProducer = False
         self.lost = False
         self._calls: List[Tuple[Any, Any]] = []
 
@@ -1068,13 +1072,12 @@ class FakeConnection:
 
     def unregisterProducer(self) -> None:
         self.remote.unregisterProducer()
+        if self.waitingForProducer:
+            self.waitingForProducer = False
+            self._later(self.connectionLost, connectionDone)
 
     def write(self, data: bytes) -> None:
         self.remote.write(data)
-
-    def writeSequence(self, data: List[bytes]) -> None:
-        for item in data:
-            self.write(item)
 
     def loseWriteConnection(self) -> None:
         if self.writeClosed or self.disconnecting:
@@ -1093,9 +1096,25 @@ class FakeConnection:
             return
         self.disconnecting = True
         self._cancel(self._doRead)
-        self._later(self.connectionLost, connectionDone)
+        remote = self.remote
+        if remote.producer is not None and remote.producerPaused:
+            # As a Twisted transport does: resume the paused producer, and
+            # close only once it has been unregistered.
+            remote.producerPaused = False
+            remote.calls.append(("resume",))
+            remote.producer.resumeProducing()
+            self.waitingForProducer = remote.producer is not None
+        if not self.waitingForProducer:
+            self._later(self.connectionLost, connectionDone)
 
-    abortConnection = loseConnection
+    def abortConnection(self) -> None:
+        if not self.disconnecting:
+            self.disconnecting = True
+            self._cancel(self._doRead)
+            self._later(self.connectionLost, connectionDone)
+        elif self.waitingForProducer:
+            self.waitingForProducer = False
+            self._later(self.connectionLost, connectionDone)
 
     def lose(self) -> None:
         """
@@ -1126,6 +1145,18 @@ class FakeConnection:
         for pending in [p for p in self._calls if p[0] == f]:
             self._calls.remove(pending)
             pending[1].cancel()
+
+
+class FakeTLSConnection(FakeConnection):
+    """
+    A L{FakeConnection} that says it is TLS, which cannot half-close, so the
+    proxy closes it instead.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only said: the proxy asks whether a transport is TLS, nothing more.
+        alsoProvides(self, ISSLTransport)
 
 
 @implementer(IStreamClientEndpoint)
