@@ -156,7 +156,9 @@ class Stage:
 
     def stopProducing(self) -> None:
         """
-        Downstream went away: stop upstream and fail with L{ProducerStopped}.
+        Downstream went away: stop upstream, unregister from downstream
+        (unless it has already forgotten this stage, as a transport does) and
+        fail with L{ProducerStopped}.
         """
         self._end(Failure(ProducerStopped(self, self.bytesOut, self.itemsOut)))
 
