@@ -30,7 +30,7 @@ class FileConsumer:
     most L{batchBytes} per turn, so one fast producer cannot stall the
     reactor on disk writes.  A registered I{streaming} producer is paused
     when L{highWater} bytes or more are waiting, and resumed once fewer than
-    L{lowWater} are; a I{pull} producer is asked for more
+    L{lowWater} are (or none); a I{pull} producer is asked for more
     (C{resumeProducing}) when it is registered and each time the buffer has
     been written out.  So memory stays bounded by about C{highWater} plus
     one producer chunk.
@@ -171,10 +171,12 @@ class FileConsumer:
     def _checkWater(self) -> None:
         if self.producer is None or not self._streaming:
             return
-        if not self._paused and self._buffered >= self.highWater:
+        if not self._paused and self._buffer and self._buffered >= self.highWater:
             self._paused = True
             self.producer.pauseProducing()
-        elif self._paused and self._buffered < self.lowWater:
+        elif self._paused and (not self._buffer or self._buffered < self.lowWater):
+            # Empty always resumes: with a low water mark of 0, "below it"
+            # would never happen.
             self._paused = False
             self.producer.resumeProducing()
 

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_streaming._pull import _unregister
 from twisted_streaming._util import failureWithContext, getReactor, isFinishable
 from twisted_streaming.interfaces import (
     ConsumerFinished,
@@ -59,13 +60,15 @@ class Stage:
         its upstream producer and buffers what is still written to it; the
         buffer is bounded by L{highWater} (upstream is paused whenever it is
         reached) and upstream is resumed once downstream has drained it below
-        L{lowWater}.  A pull producer upstream is asked for more on a later
-        reactor turn each time the buffer is below L{lowWater}.
+        L{lowWater} (or empty).  A pull producer upstream is asked for more on
+        a later reactor turn each time the buffer is below L{lowWater} (or
+        empty).
       - B{End of stream}: C{finish()} flushes the stage, delivers the buffer,
         unregisters from downstream and finishes downstream if it is
         finishable; then L{done} fires with the number of items delivered.
-      - B{Errors}: an exception in L{process} or L{flush} stops the upstream
-        producer, is passed to downstream stages, and fails L{done} with a
+      - B{Errors}: an exception in L{process}, L{flush} or the downstream
+        consumer's C{write} stops the upstream producer, is passed to
+        downstream stages, and fails L{done} with a
         L{ContextFailure <twisted_streaming.ContextFailure>} naming the stage
         and how many items and bytes had passed through it.
 
@@ -153,7 +156,9 @@ class Stage:
 
     def stopProducing(self) -> None:
         """
-        Downstream went away: stop upstream and fail with L{ProducerStopped}.
+        Downstream went away: stop upstream, unregister from downstream
+        (unless it has already forgotten this stage, as a transport does) and
+        fail with L{ProducerStopped}.
         """
         self._end(Failure(ProducerStopped(self, self.bytesOut, self.itemsOut)))
 
@@ -209,15 +214,26 @@ class Stage:
             self._buffered -= size
             self.itemsOut += 1
             self.bytesOut += size
-            downstream.write(item)
+            try:
+                downstream.write(item)
+            except Exception as error:
+                # Raised into upstream, it would escape into the reactor
+                # from a pull, or be lost inside a finish().
+                self._fail(error)
+                return
         if self._ended:
             return
-        if self._buffered >= self.highWater:
+        if self._buffer and self._buffered >= self.highWater:
             self._pauseUpstream()
-        elif not self._paused and self._buffered < self.lowWater:
+        elif not self._paused and self._wantsMore():
             self._resumeUpstream()
         if self._finishing and not self._buffer and not self._ended:
             self._complete()
+
+    def _wantsMore(self) -> bool:
+        # An empty buffer always wants more, whatever the water marks (with
+        # a low water mark of 0, "below it" would never happen).
+        return not self._buffer or self._buffered < self.lowWater
 
     def _pauseUpstream(self) -> None:
         if self.upstream is not None and self._upstreamStreaming:
@@ -249,7 +265,7 @@ class Stage:
             and not self._paused
             and not self._ended
             and not self._finishing
-            and self._buffered < self.lowWater
+            and self._wantsMore()
         ):
             upstream.resumeProducing()
 
@@ -286,8 +302,10 @@ class Stage:
         downstream = self.downstream
         if isinstance(downstream, Stage):
             downstream._end(reason)
-        elif downstream is not None and not reason.check(ProducerStopped):
-            downstream.unregisterProducer()
+        elif downstream is not None:
+            # Also when stopped: a consumer that stops its producer need not
+            # forget it (a transport does, and is then left alone).
+            _unregister(downstream, self)
 
 
 class LineSplitter(Stage):

@@ -11,7 +11,10 @@ after registration and after each drain.
 
 The conformance suite checks a producer against the contract; use
 L{PushProducerConformanceMixin} or L{PullProducerConformanceMixin} with trial,
-or L{checkPushProducer} / L{checkPullProducer} from plain pytest.
+or L{checkPushProducer} / L{checkPullProducer} from plain pytest.  A producer
+that is fed by a source (a stage, an adapter, one direction of a proxy) goes
+through the same suite wrapped in a L{FedPushProducer}.  The consumer side of
+the contract is checked by L{ConsumerConformanceMixin} or L{checkConsumer}.
 
 Importing this module does not install a reactor.
 """
@@ -34,11 +37,16 @@ from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
 __all__ = [
     "FILE_DATA",
     "BackpressureConsumer",
+    "ConsumerConformanceMixin",
+    "FedPushProducer",
     "PullProducerConformanceMixin",
     "PushProducerConformanceMixin",
     "RecordingPullProducer",
     "RecordingPushProducer",
     "checkCompletion",
+    "checkConsumer",
+    "checkConsumerDrivesPullProducer",
+    "checkConsumerPausesPushProducer",
     "checkIdempotentPause",
     "checkNoWriteAfterPause",
     "checkOneWritePerResume",
@@ -335,6 +343,65 @@ def defaultStart(producer: Any, consumer: Any) -> Optional[Deferred[Any]]:
         return started
     consumer.registerProducer(producer, IPushProducer.providedBy(producer))
     return None
+
+
+Connect = Callable[[Any], Tuple[Any, Optional[Deferred[Any]]]]
+
+
+@implementer(IPushProducer)
+class FedPushProducer:
+    """
+    A push producer that is fed by a source, packaged for the conformance
+    suite, which wants a producer that runs on its own once started.
+
+    A stage, a L{PullToPush <twisted_streaming.PullToPush>} adapter or one
+    direction of a proxy is a consumer toward its source and a producer
+    toward its consumer.  Return one of these from C{makeProducer}:
+    L{startProducing} calls C{connect(consumer)}, which connects the producer
+    under test to C{consumer}, starts a source (on the suite's clock)
+    feeding it, and returns the producer under test and its completion
+    L{Deferred}.  The suite's C{pauseProducing}, C{resumeProducing} and
+    C{stopProducing} go to that producer::
+
+        def makeProducer(self, clock):
+            def connect(consumer):
+                stage = LineSplitter(reactor=clock)
+                source = MySource(reactor=clock)
+                return stage, pipeline(source, stage, sink=consumer)
+            return FedPushProducer(connect)
+
+    @ivar producer: The producer under test, once started; L{None} before.
+    """
+
+    def __init__(self, connect: Connect) -> None:
+        """
+        @param connect: Called once, with the consumer, by L{startProducing};
+            returns C{(producer, completion)}, where C{completion} may be
+            L{None}.
+        """
+        self._connect = connect
+        self.producer: Any = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.producer!r}>"
+
+    def startProducing(self, consumer: Any) -> Optional[Deferred[Any]]:
+        """
+        Connect the producer under test to C{consumer} and start its source.
+
+        @return: The completion L{Deferred} C{connect} returned, or L{None}.
+        """
+        self.producer, completion = self._connect(consumer)
+        return completion
+
+    def pauseProducing(self) -> None:
+        self.producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.producer.stopProducing()
 
 
 class _Outcome:
@@ -680,6 +747,243 @@ class PullProducerConformanceMixin(_ConformanceBase):
         The completion fires exactly once and nothing is left scheduled.
         """
         checkCompletion(self.makeProducer, self.start, self._expected())
+
+
+# The consumer side
+
+MakeConsumer = Callable[[Clock], Any]
+
+#: The chunks the consumer checks write: distinct numbered lines of 1 KiB.
+_CONSUMER_CHUNK = 1024
+
+
+def _consumerChunk(i: int) -> bytes:
+    line = b"%08d " % (i,)
+    return line + b"x" * (_CONSUMER_CHUNK - len(line) - 1) + b"\n"
+
+
+def _settle(clock: Clock, done: Callable[[], bool]) -> bool:
+    """
+    Advance C{clock} from one delayed call to the next until C{done()} or
+    nothing is scheduled, within a bounded number of steps.
+
+    @return: C{done()} at the end.
+    """
+    for _ in range(_MAX_STEPS):
+        clock.advance(0)
+        if done():
+            return True
+        calls = clock.getDelayedCalls()
+        if not calls:
+            return done()
+        clock.advance(min(c.getTime() for c in calls) - clock.seconds())
+    raise AssertionError(f"still busy after {_MAX_STEPS} steps")
+
+
+def _finishConsumer(
+    clock: Clock,
+    consumer: Any,
+    outcome: _Outcome,
+    completion: Optional[Deferred[Any]],
+    producerCalls: List[Call],
+    received: Optional[Callable[[Any], Any]],
+    written: bytes,
+) -> None:
+    """
+    With the producer unregistered: finish C{consumer} (if it is
+    finishable), let it work, and check that it completed once, with
+    everything, without calling the producer again or leaving anything
+    scheduled.
+    """
+    before = len(producerCalls)
+    if IFinishableConsumer.providedBy(consumer):
+        consumer.finish()
+    _settle(clock, lambda: False)
+    _check(
+        producerCalls[before:] == [],
+        f"{consumer!r} called its unregistered producer: {producerCalls[before:]!r}",
+    )
+    if completion is not None:
+        _check(
+            len(outcome.results) == 1,
+            f"{consumer!r}'s completion fired {len(outcome.results)} times",
+        )
+        _check(
+            not isinstance(outcome.results[0], Failure),
+            f"{consumer!r}'s completion failed: {outcome.results[0]!r}",
+        )
+    if received is not None:
+        got = received(consumer)
+        _check(
+            got == written,
+            f"{consumer!r} passed on {len(got)} of {len(written)} bytes written, "
+            "or different bytes",
+        )
+    _check(
+        not clock.getDelayedCalls(),
+        f"{consumer!r} left {clock.getDelayedCalls()!r} scheduled at the end",
+    )
+
+
+def checkConsumerPausesPushProducer(
+    makeConsumer: MakeConsumer,
+    completion: Optional[Callable[[Any], Optional[Deferred[Any]]]] = None,
+    received: Optional[Callable[[Any], Any]] = None,
+    cycles: int = 3,
+) -> None:
+    """
+    A streaming producer that writes while the consumer is behind is paused
+    (from inside C{write}, as a transport does), and resumed once the
+    consumer has caught up on later reactor turns; it is resumed only after
+    a pause; once it has unregistered (and the consumer is finished, if it
+    is finishable), the consumer calls it no more, completes once with
+    everything written, and leaves nothing scheduled.
+    """
+    clock = Clock()
+    consumer = makeConsumer(clock)
+    d = completion(consumer) if completion is not None else None
+    outcome = _Outcome(d)
+    producer = RecordingPushProducer()
+    consumer.registerProducer(producer, True)
+
+    def paused() -> bool:
+        states = [c for c in producer.calls if c in (("pause",), ("resume",))]
+        return bool(states) and states[-1] == ("pause",)
+
+    written: List[bytes] = []
+    for cycle in range(cycles):
+        for _ in range(_MAX_STEPS):
+            if paused():
+                break
+            written.append(_consumerChunk(len(written)))
+            consumer.write(written[-1])
+        _check(
+            paused(),
+            f"{consumer!r} never paused a producer that wrote "
+            f"{_MAX_STEPS * _CONSUMER_CHUNK} bytes without the reactor turning",
+        )
+        _check(
+            _settle(clock, lambda: not paused()),
+            f"{consumer!r} did not resume its producer after pause {cycle + 1}",
+        )
+    pausedNow = False
+    for call in producer.calls:
+        if call == ("resume",):
+            _check(
+                pausedNow,
+                f"{consumer!r} resumed a producer it had not paused "
+                f"(calls: {producer.calls[:10]!r})",
+            )
+        pausedNow = call == ("pause",) or (pausedNow and call != ("resume",))
+    consumer.unregisterProducer()
+    _finishConsumer(
+        clock, consumer, outcome, d, producer.calls, received, b"".join(written)
+    )
+
+
+def checkConsumerDrivesPullProducer(
+    makeConsumer: MakeConsumer,
+    completion: Optional[Callable[[Any], Optional[Deferred[Any]]]] = None,
+    received: Optional[Callable[[Any], Any]] = None,
+    chunks: int = 50,
+) -> None:
+    """
+    A pull producer is asked for data (C{resumeProducing}) after it
+    registers and again after each write is dealt with, until it
+    unregisters; then (and once the consumer is finished, if it is
+    finishable) it is called no more, and the consumer completes once with
+    everything written and leaves nothing scheduled.
+    """
+    clock = Clock()
+    consumer = makeConsumer(clock)
+    d = completion(consumer) if completion is not None else None
+    outcome = _Outcome(d)
+    data = tuple(_consumerChunk(i) for i in range(chunks))
+    producer = RecordingPullProducer(consumer, data)
+    consumer.registerProducer(producer, False)
+    _check(
+        _settle(clock, lambda: producer.consumer is None),
+        f"{consumer!r} stopped asking its pull producer for data after "
+        f"{len(data) - len(producer.chunks)} of {len(data)} chunks",
+    )
+    _finishConsumer(
+        clock, consumer, outcome, d, producer.calls, received, b"".join(data)
+    )
+
+
+def checkConsumer(
+    makeConsumer: MakeConsumer,
+    completion: Optional[Callable[[Any], Optional[Deferred[Any]]]] = None,
+    received: Optional[Callable[[Any], Any]] = None,
+) -> None:
+    """
+    Run the whole consumer conformance suite; usable from plain pytest.
+
+    @param makeConsumer: Called with a L{Clock}; returns a new consumer that
+        does its work on that clock.  If it provides L{IFinishableConsumer},
+        it is finished once its producer has unregistered.
+    @param completion: Given the consumer (before anything is written to
+        it), returns the L{Deferred} that says it has dealt with everything,
+        or L{None} not to check one.
+    @param received: Given the finished consumer, returns what it passed on,
+        as bytes, to compare with what was written to it (lines of 1 KiB,
+        each ending with C{b"\\n"}); L{None} not to check.
+
+    @raise AssertionError: Naming the first part of the contract broken.
+    """
+    checkConsumerPausesPushProducer(makeConsumer, completion, received)
+    checkConsumerDrivesPullProducer(makeConsumer, completion, received)
+
+
+class ConsumerConformanceMixin:
+    """
+    Mix into a trial test case (C{SynchronousTestCase}) and define
+    L{makeConsumer} (and optionally L{completion} and L{received}) to check
+    a consumer against the contract.
+    """
+
+    def makeConsumer(self, clock: Clock) -> Any:
+        """
+        Return a new consumer that uses C{clock} as its reactor.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define makeConsumer")
+
+    def completion(self, consumer: Any) -> Optional[Deferred[Any]]:
+        """
+        The L{Deferred} that fires once C{consumer} has dealt with everything,
+        or L{None} not to check one.
+        """
+        return None
+
+    def received(self, consumer: Any) -> Any:
+        """
+        What the finished C{consumer} passed on, as bytes, or L{None} not to
+        check.
+        """
+        return None
+
+    def _received(self) -> Optional[Callable[[Any], Any]]:
+        if type(self).received is ConsumerConformanceMixin.received:
+            return None
+        return self.received
+
+    def test_pausesPushProducerWhileBehind(self) -> None:
+        """
+        A streaming producer is paused while the consumer is behind and
+        resumed once it catches up; nothing is called after the end.
+        """
+        checkConsumerPausesPushProducer(
+            self.makeConsumer, self.completion, self._received()
+        )
+
+    def test_drivesPullProducer(self) -> None:
+        """
+        A pull producer is asked for data until it is done; nothing is called
+        after the end.
+        """
+        checkConsumerDrivesPullProducer(
+            self.makeConsumer, self.completion, self._received()
+        )
 
 
 # Loopback

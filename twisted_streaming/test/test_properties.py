@@ -10,8 +10,9 @@ nothing stopped the producer first.
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,27 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_streaming import BasePushProducer, ProducerStopped
+from twisted_streaming import (
+    BasePushProducer,
+    Compress,
+    Decompress,
+    FileSender,
+    Frame,
+    HashStage,
+    LineJoiner,
+    LineSplitter,
+    ProducerStopped,
+    ProxyFactory,
+    ProxyStatistics,
+    Stage,
+    Unframe,
+    pipeline,
+)
+from twisted_streaming.test.test_conformance import (
+    FakeConnection,
+    FakeConnectionEndpoint,
+    FakeTLSConnection,
+)
 from twisted_streaming.testing import BackpressureConsumer, RecordingPushProducer
 
 # Bounded so the module runs in seconds; derandomized so CI is stable.
@@ -342,3 +363,325 @@ class PullPropertyTests(SynchronousTestCase):
         completes once, correctly.
         """
         self.run_pull(data, chunk, ops, threshold, adapt)
+
+
+def _lines(data: bytes) -> bytes:
+    """
+    What L{LineSplitter} then L{LineJoiner} make of C{data}.
+    """
+    lines = data.split(b"\n")
+    last = lines.pop()
+    return b"".join(line + b"\n" for line in lines) + (last + b"\n" if last else b"")
+
+
+# Chains of stages: what to build, and what they make of the input.
+_CHAINS: Dict[str, Tuple[Callable[..., List[Stage]], Callable[[bytes], bytes]]] = {
+    "function": (lambda **kw: [Stage(lambda b: [b], **kw)], bytes),
+    "hash": (lambda **kw: [HashStage(**kw)], bytes),
+    "lines": (lambda **kw: [LineSplitter(**kw), LineJoiner(**kw)], _lines),
+    "zlib": (lambda **kw: [Compress(**kw), Decompress(**kw)], bytes),
+    "frames": (lambda **kw: [Frame(**kw), Unframe(**kw)], bytes),
+}
+
+_STAGE_OPS = st.lists(
+    st.sampled_from(
+        [
+            *("advance", "advance", "advance", "drain", "drainSome"),
+            *("pause", "resume", "stop", "cancel", "lose", "stopSource"),
+        ]
+    ),
+    max_size=40,
+)
+
+_fewer = settings(_settings, max_examples=75)
+
+
+class StagePropertyTests(SynchronousTestCase):
+    """
+    Pipelines of the shipped stages, fed by a push or a pull source, under
+    random backpressure, pauses, resumes, stops, cancellations, peer loss
+    at either end, write failures and stage failures.
+    """
+
+    @_fewer
+    @given(
+        _CHUNKS,
+        st.sampled_from(sorted(_CHAINS)),
+        st.booleans(),
+        _STAGE_OPS,
+        st.integers(0, 40),
+        st.integers(1, 16),
+        st.integers(1, 64),
+        st.none() | st.integers(0, 20),
+        st.none() | st.integers(0, 20),
+    )
+    def test_pipelineDeliversPrefixAndCompletesOnce(
+        self,
+        chunks: List[bytes],
+        chain: str,
+        pull: bool,
+        ops: List[str],
+        threshold: int,
+        rate: int,
+        highWater: int,
+        failAt: Optional[int],
+        stageFailAt: Optional[int],
+    ) -> None:
+        """
+        The sink receives a prefix of what the chain makes of the input, in
+        order and without duplicates, and the pipeline's L{Deferred} fires
+        exactly once: with success if and only if everything arrived and
+        nothing stopped it; every producer is stopped and nothing is left
+        scheduled.
+        """
+        clock = Clock()
+        sink = BackpressureConsumer(
+            threshold,
+            clock=clock,
+            drainRate=rate,
+            failOnWrite=None if failAt is None else OSError("write failed"),
+            failAfterWrites=failAt or 0,
+        )
+        build, transform = _CHAINS[chain]
+        water: Dict[str, Any] = {"highWater": highWater, "lowWater": highWater // 2}
+        stages = build(reactor=clock, **water)
+        data = b"".join(chunks)
+        expected = transform(data)
+        if stageFailAt is not None:
+
+            def failing(item: bytes) -> List[bytes]:
+                if head.itemsIn > stageFailAt:
+                    raise ValueError("stage failed")
+                return [item]
+
+            head = Stage(failing, reactor=clock, **water)
+            stages.insert(0, head)
+        source: Any
+        sender: Any
+        if pull:
+            sender = FileSender()
+            sender.CHUNK_SIZE = 5
+            source = functools.partial(sender.beginFileTransfer, io.BytesIO(data))
+        else:
+            source = sender = Generated(chunks, clock)
+        d = pipeline(source, *stages, sink=sink)
+        results: List[Any] = []
+        d.addBoth(results.append)
+        last = stages[-1]
+        ended = False
+        for op in ops:
+            if op == "advance":
+                clock.advance(0.001)
+            elif op == "drain":
+                sink.drain()
+            elif op == "drainSome":
+                sink.drain(rate)
+            elif op == "pause":
+                sink.calls.append(("pause",))
+                last.pauseProducing()
+            elif op == "resume":
+                sink.calls.append(("resume",))
+                last.resumeProducing()
+            else:
+                ended = ended or not results
+                if op == "stop":
+                    last.stopProducing()
+                elif op == "cancel":
+                    d.cancel()
+                elif op == "lose":
+                    sink.loseConnection()
+                else:
+                    sender.stopProducing()
+        sink.calls.append(("resume",))
+        last.resumeProducing()
+        for _ in range(len(data) * 4 + 50):
+            clock.advance(0.001)
+            sink.drain()
+            if results and not clock.getDelayedCalls():
+                break
+        received = sink.received
+        assert isinstance(received, bytes)
+        self.assertEqual(received, expected[: len(received)])
+        self.assertEqual(sink.writesAfterPause(), [])
+        self.assertEqual(len(results), 1)
+        self.assertIsNone(sink.producer)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual([s for s in stages if s.upstream is not None], [])
+        self.assertTrue(sender.file is None if pull else not sender.producing)
+        result = results[0]
+        if isinstance(result, Failure):
+            self.assertFalse(sink.finished)
+            if result.check(OSError):
+                self.assertIsNotNone(failAt)
+            elif result.check(ValueError):
+                self.assertIsNotNone(stageFailAt)
+            else:
+                self.assertTrue(ended)
+                self.assertIsNotNone(result.check(ProducerStopped, CancelledError))
+        else:
+            self.assertEqual(received, expected)
+            self.assertTrue(sink.finished)
+            self.assertFalse(ended)
+            self.assertEqual(result, last.itemsOut)
+
+
+# Each step: what happens, and to which side (ignored by advance and connect).
+_PROXY_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                *("advance", "advance", "advance", "connect"),
+                *("drain", "drain", "pause", "resume", "lose"),
+            ]
+        ),
+        st.sampled_from(["Client", "Upstream"]),
+    ),
+    max_size=40,
+)
+
+
+_TIMEOUTS = ("idle timeout", "connect timeout")
+
+
+class ProxyPropertyTests(SynchronousTestCase):
+    """
+    A connection through L{ProxyFactory}, over fake connections on a clock,
+    with data both ways, under random backpressure on either side, pauses
+    and resumes of either direction, a slow or never-completed upstream
+    connection (cancelled when the client leaves first, or by the connect
+    timeout), an idle timeout, and either peer resetting its connection.
+    """
+
+    @_fewer
+    @given(
+        _CHUNKS,
+        _CHUNKS,
+        _PROXY_OPS,
+        st.integers(0, 40),
+        st.integers(0, 40),
+        st.integers(1, 16),
+        st.booleans(),
+        st.sampled_from([30, 0.0035]),
+        st.sampled_from([None, 0.0055]),
+        st.tuples(*[st.sampled_from([FakeConnection, FakeTLSConnection])] * 2),
+    )
+    def test_eachDirectionDeliversPrefixAndCompletesOnce(
+        self,
+        fromClient: List[bytes],
+        fromUpstream: List[bytes],
+        ops: List[Tuple[str, str]],
+        clientThreshold: int,
+        upstreamThreshold: int,
+        rate: int,
+        immediate: bool,
+        connectTimeout: float,
+        idleTimeout: Optional[float],
+        kinds: Tuple[Type[FakeConnection], Type[FakeConnection]],
+    ) -> None:
+        """
+        Each remote end receives a prefix of what the other sent, in order
+        and without duplicates, and nothing is written to a side that paused
+        its producer; the connection's L{Deferred} fires exactly once, with
+        C{"closed"} and everything delivered both ways (and each end of
+        stream passed on as a half-close) unless a peer was lost or a timeout
+        fired; both connections are closed and nothing is left scheduled.
+        """
+        clock = Clock()
+        remotes = {
+            "Client": BackpressureConsumer(
+                clientThreshold, clock=clock, drainRate=rate
+            ),
+            "Upstream": BackpressureConsumer(
+                upstreamThreshold, clock=clock, drainRate=rate
+            ),
+        }
+        connections = {
+            "Client": kinds[0](clock, remotes["Client"], fromClient),
+            "Upstream": kinds[1](clock, remotes["Upstream"], fromUpstream),
+        }
+        endpoint = FakeConnectionEndpoint(connections["Upstream"], immediate)
+        factory = ProxyFactory.forEndpoint(
+            endpoint,
+            reactor=clock,
+            connectTimeout=connectTimeout,
+            idleTimeout=idleTimeout,
+        )
+        protocol: Any = factory.buildProtocol(None)
+        connections["Client"].connect(protocol)
+        results: List[Any] = []
+        protocol.connection.done.addBoth(results.append)
+        readers: Dict[str, Any] = {}
+        lost = False
+        for op, side in ops:
+            remote, connection = remotes[side], connections[side]
+            if readers.get(side) is None:
+                # The reader of the other side, once the proxy registers it.
+                readers[side] = remote.producer
+            reader = readers[side]
+            if op == "advance":
+                clock.advance(0.001)
+            elif op == "connect":
+                endpoint.complete()
+            elif op == "drain":
+                remote.drain(rate)
+            elif op == "pause" and reader is not None:
+                remote.calls.append(("pause",))
+                reader.pauseProducing()
+            elif op == "resume" and reader is not None:
+                remote.calls.append(("resume",))
+                reader.resumeProducing()
+            elif op == "lose" and connection.protocol is not None:
+                lost = lost or not (results or connection.lost)
+                connection.lose()
+        endpoint.complete()
+        for side, reader in readers.items():
+            if reader is not None:
+                remotes[side].calls.append(("resume",))
+                reader.resumeProducing()
+        for _ in range(4 * (len(fromClient) + len(fromUpstream)) + 50):
+            clock.advance(0.001)
+            if results and not clock.getDelayedCalls():
+                break
+        sent = {"Client": b"".join(fromUpstream), "Upstream": b"".join(fromClient)}
+        for side, remote in remotes.items():
+            received = remote.received
+            assert isinstance(received, bytes)
+            self.assertEqual(received, sent[side][: len(received)], side)
+            self.assertEqual(remote.writesAfterPause(), [], side)
+            self.assertIsNone(remote.producer, side)
+        self.assertEqual(len(results), 1)
+        stats = results[0]
+        self.assertIsInstance(stats, ProxyStatistics)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(factory.connections, 0)
+        self.assertTrue(connections["Client"].lost)
+        upstream = connections["Upstream"]
+        self.assertEqual(upstream.lost, upstream.protocol is not None)
+        self.assertGreaterEqual(
+            stats.bytesToUpstream, len(remotes["Upstream"].received)
+        )
+        self.assertGreaterEqual(stats.bytesToClient, len(remotes["Client"].received))
+        timedOut = stats.reason in _TIMEOUTS
+        if stats.reason == "connect timeout":
+            self.assertIsNone(upstream.protocol)
+        for side, remote in remotes.items():
+            if remote.finished:
+                # Its end of stream came as a half-close, after everything.
+                self.assertEqual(remote.received, sent[side], side)
+        if not (lost or timedOut):
+            self.assertEqual(stats.reason, "closed")
+            # The first end of stream always arrives after all its data; if
+            # it had to close a TLS connection, the other way is cut short.
+            complete = [remotes[s].received == sent[s] for s in remotes]
+            self.assertTrue(any(complete))
+            if FakeTLSConnection not in kinds:
+                self.assertEqual(complete, [True, True])
+                self.assertTrue(all(r.finished for r in remotes.values()))
+                self.assertEqual(
+                    (stats.bytesToUpstream, stats.bytesToClient),
+                    (len(sent["Upstream"]), len(sent["Client"])),
+                )
+        else:
+            self.assertIn(
+                stats.reason, ("client lost", "upstream lost", "closed", *_TIMEOUTS)
+            )

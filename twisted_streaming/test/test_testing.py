@@ -4,7 +4,7 @@ Tests for the fakes of L{twisted_streaming.testing}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
@@ -15,8 +15,10 @@ from zope.interface.verify import verifyObject
 from twisted_streaming import BasePushProducer, ConsumerFinished, IFinishableConsumer
 from twisted_streaming.testing import (
     BackpressureConsumer,
+    FedPushProducer,
     RecordingPullProducer,
     RecordingPushProducer,
+    checkConsumer,
     loopbackReceive,
 )
 
@@ -158,6 +160,15 @@ class BackpressureConsumerTests(SynchronousTestCase):
         self.assertEqual(consumer.received, [{"a": 1}, [2]])
         self.assertEqual(producer.calls, [("pause",)])
 
+    def test_conformsAsConsumer(self) -> None:
+        """
+        Draining on a clock, it passes the consumer conformance suite.
+        """
+        checkConsumer(
+            lambda clock: BackpressureConsumer(1024, clock=clock, drainRate=512),
+            received=lambda consumer: consumer.received,
+        )
+
     def test_writesAfterPause(self) -> None:
         """
         writesAfterPause finds writes between a pause and the next resume.
@@ -167,6 +178,40 @@ class BackpressureConsumerTests(SynchronousTestCase):
         consumer.write(b"a")
         consumer.write(b"b")
         self.assertEqual(consumer.writesAfterPause(), [3])
+
+
+class FedPushProducerTests(SynchronousTestCase):
+    """
+    L{FedPushProducer} connects the producer under test when started and
+    passes the suite's calls to it.
+    """
+
+    def test_connectsAndForwards(self) -> None:
+        """
+        startProducing calls connect with the consumer and returns its
+        completion; pause, resume and stop reach the producer it returned.
+        """
+        inner = RecordingPushProducer()
+        completion: Deferred[None] = Deferred()
+        seen: List[Any] = []
+
+        def connect(consumer: Any) -> Any:
+            seen.append(consumer)
+            consumer.registerProducer(inner, True)
+            return inner, completion
+
+        fed = FedPushProducer(connect)
+        self.assertTrue(verifyObject(IPushProducer, fed))
+        self.assertIsNone(fed.producer)
+        consumer = BackpressureConsumer()
+        self.assertIs(fed.startProducing(consumer), completion)
+        self.assertEqual(seen, [consumer])
+        self.assertIs(fed.producer, inner)
+        self.assertIs(consumer.producer, inner)
+        fed.pauseProducing()
+        fed.resumeProducing()
+        fed.stopProducing()
+        self.assertEqual(inner.calls, [("pause",), ("resume",), ("stop",)])
 
 
 class Chunks(BasePushProducer):
