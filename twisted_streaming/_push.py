@@ -206,7 +206,8 @@ class BasePushProducer:
     def finishProducing(self) -> None:
         """
         The stream is complete: unregister from the consumer, finish it if it
-        is finishable, and fire the completion L{Deferred}.
+        is finishable, and fire the completion L{Deferred} (or fail it, with
+        context, if the consumer's C{finish} raises).
 
         Does nothing if the producer has already stopped or failed.
         """
@@ -221,7 +222,15 @@ class BasePushProducer:
         self._registered = False
         consumer.unregisterProducer()
         if isFinishable(consumer):
-            consumer.finish()  # type: ignore[attr-defined]
+            try:
+                consumer.finish()  # type: ignore[attr-defined]
+            except BaseException as error:
+                self._fire(
+                    failureWithContext(
+                        error, self, self.bytesWritten, self.chunksWritten
+                    )
+                )
+                return
         self._fire(self.bytesWritten)
 
     def failProducing(self, reason: Optional[BaseException] = None) -> None:

@@ -189,6 +189,24 @@ class BasePushProducerTests(SynchronousTestCase):
             consumer.calls, ["register", "unregister", "finish", "fired 20"]
         )
 
+    def test_finishRaises(self) -> None:
+        """
+        If the consumer's C{finish} raises, the Deferred fails with that
+        error, with context, instead of the error escaping into the reactor.
+        """
+
+        class BrokenFinish(FinishableConsumer):
+            def finish(self) -> None:
+                raise Boom("cannot finish")
+
+        consumer = BrokenFinish()
+        producer = ChunkProducer(2, reactor=self.clock)
+        d = producer.startProducing(consumer)
+        self.clock.advance(0)
+        failure = self.failureResultOf(d, Boom)
+        self.assertIn("after writing 20 bytes in 2 chunks", failure.getTraceback())
+        self.assertEqual(consumer.calls, ["register", "unregister"])
+
     def test_plainConsumerIsNotFinished(self) -> None:
         """
         A consumer that is not finishable is only unregistered from.
