@@ -567,7 +567,7 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         self.clock.advance(60)
 
 
-class ProxyPluginTests(TestCase):
+class ProxyPluginTests(ProxyTestsMixin, TestCase):
     """
     The C{stream-proxy} twistd plugin.
     """
@@ -658,3 +658,32 @@ class ProxyPluginTests(TestCase):
         # The statistics are logged when the connection ends.
         self.assertIn(b"5 bytes up, 11 bytes down", process.output)
         self.assertIn(b"(closed)", process.output)
+
+    async def test_realTwistdManyConnections(self) -> None:
+        """
+        200 simultaneous connections of 1 MiB each, echoed through a real
+        C{twistd -n stream-proxy} with its default listen backlog, all
+        complete intact and are logged as closed.
+        """
+        upstreamPort = self.upstream(lambda: Peer(echo=True))
+        process, stop = twistd(
+            self,
+            [
+                "stream-proxy",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect",
+                f"tcp:127.0.0.1:{upstreamPort}",
+            ],
+            rb"ProxyFactory starting on (\d+)",
+        )
+        port = await process.port
+        clients = [Peer(send=2**20, seed=i) for i in range(200)]
+        await gatherResults(
+            [Deferred.fromCoroutine(self.client(port, c)) for c in clients]
+        )
+        await gatherResults([c.lost for c in clients])
+        for i, c in enumerate(clients):
+            self.assertEqual(c.hash.digest(), digest(i, 2**20), i)
+        await stop()
+        self.assertEqual(process.output.count(b"(closed)"), 200)
