@@ -280,6 +280,10 @@ class _Connection:
             self.statistics.reason = self.statistics.reason or "closed"
             for side in (self.client, upstream):
                 if not side.lost:
+                    # A transport holding a paused producer would wait for it
+                    # to be unregistered before closing: with both directions
+                    # done, nothing more will be written, so let go first.
+                    side.transport.unregisterProducer()
                     side.transport.loseConnection()
 
     def sideLost(self, side: _ProxySide) -> None:

@@ -553,6 +553,26 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting or transport.disconnected)
         self.assertTrue(endpoint.transports[0].disconnecting)
 
+    def test_closeLetsGoOfProducers(self) -> None:
+        """
+        Once both directions are done, each transport's producer is
+        unregistered before it is asked to close, so a paused one cannot hold
+        the close back.
+        """
+        endpoint = FakeEndpoint()
+        factory = ProxyFactory.forEndpoint(endpoint, reactor=self.clock)
+        client = self.connect(factory)
+        upstream = endpoint.transports[0]
+        self.assertIsNotNone(client.producer)
+        self.assertIsNotNone(upstream.producer)
+        client.producer.pauseProducing()
+        connection = client.protocol.connection
+        connection.client.readDone = connection.upstream.readDone = True
+        connection.maybeClose()
+        self.assertEqual((client.producer, upstream.producer), (None, None))
+        self.assertTrue(client.disconnecting)
+        self.assertTrue(upstream.disconnecting)
+
     def test_maxConnections(self) -> None:
         """
         Beyond C{maxConnections} open connections, new clients are refused.
