@@ -2,7 +2,8 @@
 Benchmark: sending a file over TCP loopback to a plain socket reader in
 another process, with Twisted's FileSender, ours, and a plain Python sender.
 
-Run: python -m bench.bench_filesender [--quick] [--size-mib N] [--sweep | --memory]
+Run: python -m bench.bench_filesender [--quick] [--size-mib N] [--repeat N]
+     [--sweep | --memory]
 
 The default run compares throughput and CPU over plain TCP and over TLS;
 C{--sweep} measures our read-and-write path at chunk sizes from 4 KiB to
@@ -19,10 +20,11 @@ import os
 import resource
 import socket
 import ssl
+import statistics
 import tempfile
 import time
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Generator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -119,12 +121,17 @@ def _makeFile(size: int) -> str:
 Result = Tuple[str, float, float]  # name, MB/s, CPU s per GiB
 
 
-def run(size: int, mode: str, chunks: Sequence[int]) -> Tuple[List[Result], Any]:
+def run(
+    size: int, mode: str, chunks: Sequence[int], repeat: int = 1
+) -> Tuple[List[Result], Any]:
     """
     Run every case of C{mode} (C{"compare"}, C{"sweep"} or C{"memory"})
-    over a file of C{size} bytes, one after another in this process.
+    over a file of C{size} bytes, one after another in this process, in
+    C{repeat} rounds so that drift in the machine's speed touches every case
+    alike.
 
-    @return: A L{Result} per case, and for C{"memory"} the RSS samples as
+    @return: A L{Result} per case, the median of its rounds, and for
+        C{"memory"} the RSS samples as
         C{(case, seconds, MiB over the case's starting RSS)} rows.
     """
     from twisted.internet import defer, protocol, reactor, task, threads
@@ -137,7 +144,7 @@ def run(size: int, mode: str, chunks: Sequence[int]) -> Tuple[List[Result], Any]
     certFile = _writeCertificate() if mode == "compare" else None
     plain = _startReceiver(bytesPerSecond=256_000_000 if mode == "memory" else None)
     tls = _startReceiver(certFile) if certFile else None
-    results: List[Result] = []
+    rounds: Dict[str, List[Tuple[float, float]]] = {}
     samples: List[Tuple[str, float, float]] = []
 
     def rawSendall(port: int) -> None:
@@ -229,7 +236,7 @@ def run(size: int, mode: str, chunks: Sequence[int]) -> Tuple[List[Result], Any]
     @defer.inlineCallbacks
     def runAll() -> Generator[Any, Any, None]:
         try:
-            for name, case, useTLS in cases:
+            for name, case, useTLS in [c for _ in range(repeat) for c in cases]:
                 listener, pipe, _ = tls if useTLS and tls else plain
                 port = listener.getsockname()[1]
                 base, began = _rss(), time.perf_counter()
@@ -252,7 +259,9 @@ def run(size: int, mode: str, chunks: Sequence[int]) -> Tuple[List[Result], Any]
                     sampler.stop()
                 assert received == size, (name, received)
                 elapsed, cpu = time.perf_counter() - start, _cpu() - cpu0
-                results.append((name, size / elapsed / 1e6, cpu * (1 << 30) / size))
+                rounds.setdefault(name, []).append(
+                    (size / elapsed / 1e6, cpu * (1 << 30) / size)
+                )
         finally:
             reactor.stop()
 
@@ -261,12 +270,22 @@ def run(size: int, mode: str, chunks: Sequence[int]) -> Tuple[List[Result], Any]
         reactor.run()
     finally:
         for listener, _, proc in filter(None, [plain, tls]):
-            proc.terminate()
+            # The receiver holds nothing worth cleaning up; SIGKILL ends it
+            # even where it was seen to outlive SIGTERM.
+            proc.kill()
             proc.join()
             listener.close()
         os.unlink(path)
         if certFile:
             os.unlink(certFile)
+    results = [
+        (
+            name,
+            statistics.median(r[0] for r in runs),
+            statistics.median(r[1] for r in runs),
+        )
+        for name, runs in rounds.items()
+    ]
     return results, samples
 
 
@@ -284,6 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int)
     parser.add_argument("--quick", action="store_true", help="smaller files")
+    parser.add_argument("--repeat", type=int, help="rounds; the median is shown")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--sweep", action="store_true", help="chunk-size sweep")
     group.add_argument("--memory", action="store_true", help="RSS, slow reader")
@@ -294,7 +314,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     size = mib * 1024 * 1024
     chunks = [4096 << i for i in range(9)]  # 4 KiB .. 1 MiB
-    results, samples = run(size, mode, chunks)
+    repeat = args.repeat or (1 if mode == "memory" or args.quick else 3)
+    results, samples = run(size, mode, chunks, repeat)
     os.makedirs(RESULTS, exist_ok=True)
     if mode == "memory":
         print(f"{mib} MiB to a reader taking 256 MB/s: sender RSS growth (MiB)")
@@ -311,7 +332,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"wrote {out}")
         return
     plainRows = [r for r in results if not r[0].startswith("TLS")]
-    print(f"{mib} MiB over TCP loopback, receiver in another process")
+    print(
+        f"{mib} MiB over TCP loopback, receiver in another process,"
+        f" median of {repeat} rounds"
+    )
     _table(plainRows)
     if len(plainRows) < len(results):
         print(f"\n{mib} MiB over TLS on loopback")

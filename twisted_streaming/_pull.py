@@ -131,11 +131,12 @@ class FileSender:
     @ivar lastSent: The last byte written to the consumer.
     """
 
-    # 512 KiB, from `python -m bench.bench_filesender --sweep` over TCP
-    # loopback (two runs, 2026-11-22, bench/results/filesender_sweep.csv):
-    # throughput rose from ~140 MB/s at 4 KiB to ~1,790 MB/s at 512 KiB;
-    # 1 MiB was only ~4% faster again, for twice the memory per transfer.
-    CHUNK_SIZE: int = 512 * 1024
+    # 128 KiB, from `python -m bench.bench_filesender --sweep` (4 KiB to
+    # 1 MiB over TCP loopback) on two machines that disagreed: one peaked at
+    # 1 MiB (128 KiB reached 83% of it, 2026-11-22), the other at 64 KiB
+    # (128 KiB reached 80-86%, 2026-11-29).  128 KiB loses least on either,
+    # and holds a quarter of the memory per transfer that 512 KiB would.
+    CHUNK_SIZE: int = 128 * 1024
     ZERO_COPY: bool = True
     ZERO_COPY_BYTES_PER_CALL: int = 4 * 1024 * 1024
 
