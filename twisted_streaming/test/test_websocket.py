@@ -9,7 +9,7 @@ import hashlib
 import random
 import re
 from socket import SO_RCVBUF, SO_SNDBUF, SOL_SOCKET
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -89,6 +89,7 @@ class _ServerProtocol(ws.RandomServerProtocol):  # type: ignore[name-defined]
 
     writesWhilePaused = 0
     mostUnsent = 0
+    producingAfterCloseFrame: Optional[bool] = None
 
     def onOpen(self) -> None:
         super().onOpen()
@@ -96,6 +97,14 @@ class _ServerProtocol(ws.RandomServerProtocol):  # type: ignore[name-defined]
         waiting, self.factory.waitingForOpen = self.factory.waitingForOpen, []
         for d in waiting:
             d.callback(self)
+
+    def onCloseFrame(self, code: int, reasonRaw: bytes) -> Any:
+        result = super().onCloseFrame(code, reasonRaw)
+        # Autobahn has now stopped accepting messages and unregistered the
+        # producer from the transport, which will therefore never stop it.
+        if self.producer is not None:
+            self.producingAfterCloseFrame = self.producer.producing
+        return result
 
     def sendMessage(self, payload: bytes, isBinary: bool = False, **kw: Any) -> None:
         if isBinary and self.producer is not None and self.producer.paused:
@@ -412,6 +421,7 @@ class PeerGoesAwayTests(TestCase):
         outcome = await server.outcome(1)
         self.assertTrue(outcome.reason.check(ProducerStopped), outcome.reason)
         self.assertLess(outcome.messages, 10**6)
+        self.assertIs(protocol.producingAfterCloseFrame, False)
         self.assertFalse(protocol.producer.producing)
         self.assertIsNone(protocol.transport.producer)
         await self.assertServesNext(server, 2)
