@@ -77,10 +77,40 @@ def plotProxy(ax: Any) -> None:
     ax.set_title("Proxy throughput")
 
 
+def plotStages(ax: Any) -> None:
+    """
+    Throughput through identity stages, as a ratio to a direct connection,
+    for each chunk size.
+    """
+    rows = _rows("stages.csv")
+    chunks = sorted({int(r["chunk_bytes"]) for r in rows}, reverse=True)
+    routes = list(dict.fromkeys(r["route"] for r in rows))
+    width = 0.8 / len(chunks)
+    for i, chunk in enumerate(chunks):
+        ratios = {
+            r["route"]: float(r["ratio_to_direct"])
+            for r in rows
+            if int(r["chunk_bytes"]) == chunk
+        }
+        ax.bar(
+            [j + i * width for j in range(len(routes))],
+            [ratios.get(route, 0.0) for route in routes],
+            width,
+            label=f"{chunk // 1024} KiB chunks",
+        )
+    ax.set_xticks([j + width * (len(chunks) - 1) / 2 for j in range(len(routes))])
+    ax.set_xticklabels(routes)
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_ylabel("MB/s as a ratio to direct")
+    ax.set_title("Pipeline overhead: identity stages over TCP loopback")
+    ax.legend(fontsize="small")
+
+
 PLOTS: Dict[str, Callable[[Any], None]] = {
     "filesender_sweep.png": plotSweep,
     "filesender_memory.png": plotMemory,
     "proxy_throughput.png": plotProxy,
+    "stages_overhead.png": plotStages,
 }
 
 

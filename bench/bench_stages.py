@@ -1,0 +1,261 @@
+"""
+Benchmark the overhead of pipeline stages: MB/s through 0, 1 and 3 identity
+stages, as ratios to the same producer registered straight on the transport.
+
+    python -m bench.bench_stages [--quick] [--mib N] [--runs N]
+
+A push producer in this process writes the same chunk over and over into a
+TCP connection to 127.0.0.1, either directly (C{startProducing(transport)})
+or through C{pipeline(source, *[identity Stage] * k, sink=transport)}; a
+plain socket reader in another process counts the bytes and times them from
+accept to end of stream.  Chunks of 64 KiB and 4 KiB (per-chunk costs show at
+the small size).  For each route: the median MB/s, its ratio to direct, and
+this process's CPU seconds per GiB.  The table is printed and the series
+written to C{bench/results/stages.csv}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import select
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import react
+from twisted.python.failure import Failure
+
+from twisted_streaming import BasePushProducer, Stage, pipeline
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+SINK = r"""
+import socket, time
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(16)
+print(server.getsockname()[1], flush=True)
+buf = bytearray(1 << 20)
+while True:
+    conn, _ = server.accept()
+    start = time.perf_counter()
+    total = 0
+    while True:
+        n = conn.recv_into(buf)
+        if not n:
+            break
+        total += n
+    print(total, time.perf_counter() - start, flush=True)
+    conn.close()
+"""
+
+ROUTES: List[Tuple[str, Optional[int]]] = [
+    ("direct", None),
+    ("0 stages", 0),
+    ("1 stage", 1),
+    ("3 stages", 3),
+]
+CHUNKS = [64 * 1024, 4 * 1024]
+# No single transfer may take longer than this.
+TIMEOUT = 300.0
+
+
+class Chunks(BasePushProducer):
+    """
+    Write C{chunk} C{count} times.
+    """
+
+    def __init__(self, chunk: bytes, count: int) -> None:
+        super().__init__()
+        self.chunk = chunk
+        self.left = count
+
+    def produce(self) -> Optional[bytes]:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return self.chunk
+
+
+class Identity(Stage):
+    """
+    Pass every item through unchanged.
+    """
+
+    def process(self, item: Any) -> Iterable[Any]:
+        return (item,)
+
+
+class Connection(Protocol):
+    transport: Any
+
+    def __init__(self) -> None:
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
+
+
+class Sink:
+    """
+    The reader process: it prints its port, then C{total seconds} for each
+    connection it has read to the end.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SINK], stdout=subprocess.PIPE, bufsize=0
+        )
+        self.port = int(self.readline(10.0))
+
+    def readline(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        line = b""
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise RuntimeError(f"the sink said nothing in {timeout:.0f} s")
+            data = os.read(fd, 4096)
+            if not data:
+                raise RuntimeError("the sink exited")
+            line += data
+        return line.decode()
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+
+def cpuSeconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def transfer(
+    reactor: Any, sink: Sink, stages: Optional[int], chunkSize: int, size: int
+) -> Tuple[float, float]:
+    """
+    Send C{size} bytes in chunks of C{chunkSize}, directly if C{stages} is
+    L{None}, else through that many identity stages.
+
+    @return: MB/s as the sink saw it, and this process's CPU seconds per GiB.
+    """
+    connection = Connection()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", sink.port)
+    await connectProtocol(endpoint, connection)
+    source = Chunks(b"x" * chunkSize, size // chunkSize)
+    began = cpuSeconds()
+    if stages is None:
+        done = source.startProducing(connection.transport)
+    else:
+        chain = [Identity(name=f"identity {i}") for i in range(stages)]
+        done = pipeline(source, *chain, sink=connection.transport)
+    done.addTimeout(TIMEOUT, reactor)
+    await done
+    connection.transport.loseConnection()
+    await connection.lost
+    cpu = cpuSeconds() - began
+    total, seconds = sink.readline(TIMEOUT).split()
+    if int(total) != size:
+        raise RuntimeError(f"sent {size} bytes, the sink got {total}")
+    return size / float(seconds) / 1e6, cpu / (size / 2**30)
+
+
+async def measure(
+    reactor: Any, size: int, runs: int
+) -> Dict[Tuple[str, int], Tuple[float, float]]:
+    """
+    The median MB/s and CPU s/GiB of every route at every chunk size.
+    """
+    sink = Sink()
+    results = {}
+    try:
+        for chunkSize in CHUNKS:
+            # Interleave the routes, so that a noisy moment hits them all.
+            samples: Dict[str, List[Tuple[float, float]]] = {n: [] for n, _ in ROUTES}
+            for _ in range(runs):
+                for name, stages in ROUTES:
+                    sample = await transfer(reactor, sink, stages, chunkSize, size)
+                    samples[name].append(sample)
+            for name, _ in ROUTES:
+                results[name, chunkSize] = (
+                    statistics.median(s[0] for s in samples[name]),
+                    statistics.median(s[1] for s in samples[name]),
+                )
+    finally:
+        sink.stop()
+    return results
+
+
+def report(
+    results: Dict[Tuple[str, int], Tuple[float, float]], size: int, runs: int
+) -> None:
+    out = sys.stdout.write
+    out(
+        f"{size // 2**20} MiB one way over TCP loopback through identity stages,"
+        f" median of {runs}\n"
+    )
+    out(f"{'chunk':>7}  {'route':<10}{'MB/s':>9}{'x direct':>10}{'CPU s/GiB':>11}\n")
+    rows = []
+    for chunkSize in CHUNKS:
+        direct = results["direct", chunkSize][0]
+        for name, stages in ROUTES:
+            rate, cpu = results[name, chunkSize]
+            ratio = rate / direct
+            out(
+                f"{chunkSize // 1024:>5}Ki  {name:<10}{rate:>9.0f}{ratio:>10.2f}"
+                f"{cpu:>11.2f}\n"
+            )
+            rows.append(
+                [
+                    chunkSize,
+                    name,
+                    "" if stages is None else stages,
+                    f"{rate:.0f}",
+                    f"{ratio:.3f}",
+                    f"{cpu:.3f}",
+                ]
+            )
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "stages.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "chunk_bytes",
+                "route",
+                "stages",
+                "mb_per_s",
+                "ratio_to_direct",
+                "cpu_s_per_gib",
+            ]
+        )
+        writer.writerows(rows)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few-second run")
+    parser.add_argument("--mib", type=int, default=None, help="MiB per transfer")
+    parser.add_argument("--runs", type=int, default=None, help="runs per route")
+    args = parser.parse_args(argv)
+    size = (args.mib or (128 if args.quick else 1024)) * 2**20
+    runs = args.runs or (1 if args.quick else 3)
+
+    async def run(reactor: Any) -> None:
+        report(await measure(reactor, size, runs), size, runs)
+
+    react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
+
+
+if __name__ == "__main__":
+    main()
