@@ -134,7 +134,7 @@ class FileSender:
     # 128 KiB, from `python -m bench.bench_filesender --sweep` (4 KiB to
     # 1 MiB over TCP loopback) on two machines that disagreed: one peaked at
     # 1 MiB (128 KiB reached 83% of it, 2026-11-22), the other at 64 KiB
-    # (128 KiB reached 80-86%, 2026-11-29).  128 KiB loses least on either,
+    # (128 KiB reached 78-86%, 2026-11-29).  128 KiB loses least on either,
     # and holds a quarter of the memory per transfer that 512 KiB would.
     CHUNK_SIZE: int = 128 * 1024
     ZERO_COPY: bool = True
