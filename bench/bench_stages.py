@@ -33,29 +33,11 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import react
 from twisted.python.failure import Failure
 
+from bench.bench_proxy import SINK
 from twisted_streaming import BasePushProducer, Stage, pipeline
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
-SINK = r"""
-import socket, time
-server = socket.socket()
-server.bind(("127.0.0.1", 0))
-server.listen(16)
-print(server.getsockname()[1], flush=True)
-buf = bytearray(1 << 20)
-while True:
-    conn, _ = server.accept()
-    start = time.perf_counter()
-    total = 0
-    while True:
-        n = conn.recv_into(buf)
-        if not n:
-            break
-        total += n
-    print(total, time.perf_counter() - start, flush=True)
-    conn.close()
-"""
 
 ROUTES: List[Tuple[str, Optional[int]]] = [
     ("direct", None),
@@ -112,7 +94,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", SINK], stdout=subprocess.PIPE, bufsize=0
+            [sys.executable, "-c", SINK, "read"], stdout=subprocess.PIPE, bufsize=0
         )
         self.port = int(self.readline(10.0))
 
