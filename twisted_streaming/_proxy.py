@@ -113,6 +113,9 @@ class _ProxySide(Protocol):
     readDone = False
     writeDone = False
     lost = False
+    #: Closed by the proxy after the other side's end of stream, because
+    #: this one cannot half-close (TLS).
+    closing = False
 
     def link(self, peer: _ProxySide) -> None:
         """
@@ -122,6 +125,8 @@ class _ProxySide(Protocol):
         peer.transport.registerProducer(_Reader(self), True)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.readDone:
+            return  # Read only to finish closing: see _Connection.sideLost.
         self.connection.received(self, len(data))
         if self.peer is not None:
             self.peer.transport.write(data)
@@ -141,8 +146,11 @@ class _ProxySide(Protocol):
         if _canHalfClose(transport):
             transport.loseWriteConnection()
         else:
-            # TLS cannot half-close: close, as portforward does.
-            peer.readDone = True
+            # TLS cannot half-close: close, as portforward does.  What the
+            # peer sends before it answers our close_notify is still
+            # forwarded, with backpressure; once it has gone, sideLost
+            # closes this side.
+            peer.closing = True
             transport.loseConnection()
         self.connection.maybeClose()
 
@@ -293,7 +301,7 @@ class _Connection:
             self.splice.stop()
         other = self.upstream if side is self.client else self.client
         if not self.statistics.reason:
-            if side.readDone and other is not None and other.readDone:
+            if (side.readDone or side.closing) and other is not None and other.readDone:
                 self.statistics.reason = "closed"
             else:
                 self.statistics.reason = (
@@ -303,6 +311,13 @@ class _Connection:
             self._connecting.cancel()
         if other is not None and not other.lost:
             other.transport.unregisterProducer()
+            if not other.readDone:
+                # The lost side's transport may have paused this one's
+                # reading and will never resume it; closing may need to read
+                # (TLS waits for the peer's close_notify), and what arrives
+                # has nowhere to go, so read and drop it.
+                other.readDone = True
+                other.transport.resumeProducing()
             other.transport.loseConnection()
             return
         if self._idle is not None and self._idle.active():

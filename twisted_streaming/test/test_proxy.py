@@ -29,7 +29,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from twisted_streaming import BasePushProducer, ProxyFactory, ProxyStatistics, proxytap
+from twisted_streaming import (
+    BasePushProducer,
+    ProducerStopped,
+    ProxyFactory,
+    ProxyStatistics,
+    proxytap,
+)
+from twisted_streaming._proxy import _Reader, _UpstreamSide
 from twisted_streaming.test.test_faults import selfSigned
 from twisted_streaming.test.test_plugin import twistd
 
@@ -54,6 +61,14 @@ class Stream(BasePushProducer):
         size = min(self.left, 65536)
         self.left -= size
         return self.rng.randbytes(size)
+
+
+def expected(seed: int, total: int) -> bytes:
+    """
+    The C{total} bytes a L{Stream} from C{seed} sends.
+    """
+    stream = Stream(seed, total)
+    return b"".join(iter(stream.produce, None))
 
 
 def digest(seed: int, total: int) -> bytes:
@@ -390,45 +405,128 @@ class ProxyTests(ProxyTestsMixin, TestCase):
         self.assertEqual(len(self.factory.finished), 500)
         self.assertEqual({s.reason for s in self.factory.finished}, {"closed"})
 
-    async def test_tlsUpstream(self) -> None:
+    def tlsUpstream(self, make: Any) -> IStreamClientEndpoint:
         """
-        The proxy reaches a TLS upstream through a TLS client endpoint; data
-        goes both ways, and the client's end of stream closes the connection
-        (TLS cannot half-close).
+        Listen with TLS on 127.0.0.1 for C{make}'s peers, kept in
+        C{self.upstreams}; return a TLS client endpoint that reaches them.
         """
         key, cert = selfSigned("localhost")
         serverOptions = CertificateOptions(
             privateKey=cast(Any, key), certificate=cast(Any, cert)
         )
-        upstreams: List[Peer] = []
+        self.upstreams: List[Peer] = []
 
         def build() -> Peer:
-            upstreams.append(Peer(echo=True))
-            return upstreams[-1]
+            self.upstreams.append(make())
+            return self.upstreams[-1]
 
         tlsPort = reactor.listenSSL(
             0, Factory.forProtocol(build), serverOptions, interface="127.0.0.1"
         )
         self.addCleanup(tlsPort.stopListening)
         trust = Certificate.loadPEM(cert.public_bytes(serialization.Encoding.PEM))
-        endpoint = wrapClientTLS(
+        return wrapClientTLS(
             optionsForClientTLS("localhost", trustRoot=trust),
             TCP4ClientEndpoint(reactor, "127.0.0.1", tlsPort.getHost().port),
         )
+
+    def upstreamPaused(self) -> Deferred[None]:
+        """
+        A Deferred that fires the first time the proxy pauses reading from
+        upstream because the client's side is full.
+        """
+        paused: Deferred[None] = Deferred()
+        original = _Reader.pauseProducing
+
+        def pauseProducing(reader: _Reader) -> None:
+            original(reader)
+            if isinstance(reader.side, _UpstreamSide) and not paused.called:
+                paused.callback(None)
+
+        self.patch(_Reader, "pauseProducing", pauseProducing)
+        return paused
+
+    async def test_tlsUpstream(self) -> None:
+        """
+        The proxy reaches a TLS upstream through a TLS client endpoint; data
+        goes both ways, and the client's end of stream closes the upstream
+        connection (TLS cannot half-close).  Upstream may drop what it had
+        not sent when our close_notify arrives (RFC 5246, 7.2.1); what it
+        did send still reaches the client.
+        """
+        endpoint = self.tlsUpstream(lambda: Peer(echo=True))
         factory = RecordingProxyFactory.forEndpoint(endpoint)
         port = self.listen(factory)
         client = await self.client(port, Peer(send=4 * MiB, seed=7))
         await client.lost
-        await upstreams[0].lost
-        self.assertEqual(upstreams[0].hash.digest(), digest(7, 4 * MiB))
+        await self.upstreams[0].lost
+        self.assertEqual(self.upstreams[0].hash.digest(), digest(7, 4 * MiB))
         self.assertGreater(client.received, 0)
+        echoed = expected(7, 4 * MiB)[: client.received]
+        self.assertEqual(client.hash.digest(), hashlib.sha256(echoed).digest())
         connection = factory.clients[0].connection
         # TLS is never spliced.
         self.assertTrue(factory.zeroCopy)
         self.assertIs(connection.splice, None)
         stats = await connection.done
         self.assertEqual(stats.bytesToUpstream, 4 * MiB)
+        self.assertEqual(stats.bytesToClient, client.received)
+        self.assertEqual(stats.reason, "closed")
         self.assertEqual(factory.finished, [stats])
+
+    async def test_tlsUpstreamClosedWhilePaused(self) -> None:
+        """
+        A client that half-closes while the proxy has paused reading from a
+        TLS upstream (the client was not reading) still gets everything
+        upstream sent before it closed, once it reads again: closing the
+        upstream connection does not leave its reading paused for ever,
+        where it could never read the close_notify that ends it.
+        """
+        paused = self.upstreamPaused()
+        endpoint = self.tlsUpstream(lambda: Peer(echo=True))
+        factory = RecordingProxyFactory.forEndpoint(endpoint)
+        port = self.listen(factory)
+        client = await self.client(port, Peer(readPaused=True))
+        stream = Stream(8, 32 * MiB)
+        sent = stream.startProducing(client.transport)  # type: ignore[arg-type]
+        await paused
+        await sent
+        client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        client.transport.resumeProducing()  # type: ignore[union-attr]
+        await client.lost
+        await self.upstreams[0].lost
+        self.assertEqual(self.upstreams[0].received, 32 * MiB)
+        echoed = expected(8, 32 * MiB)[: client.received]
+        self.assertEqual(client.hash.digest(), hashlib.sha256(echoed).digest())
+        stats = await factory.clients[0].connection.done
+        self.assertEqual(stats.bytesToClient, client.received)
+        self.assertEqual(stats.reason, "closed")
+
+    test_tlsUpstreamClosedWhilePaused.timeout = 30  # type: ignore[attr-defined]
+
+    async def test_tlsUpstreamClientVanishesWhilePaused(self) -> None:
+        """
+        A client that vanishes while the proxy has paused reading from a TLS
+        upstream closes the upstream connection: the proxy reads again to
+        finish the TLS close and drops what arrives.
+        """
+        paused = self.upstreamPaused()
+        endpoint = self.tlsUpstream(lambda: Peer(echo=True))
+        factory = RecordingProxyFactory.forEndpoint(endpoint)
+        port = self.listen(factory)
+        client = await self.client(port, Peer(readPaused=True))
+        sending = Stream(9, 32 * MiB).startProducing(client.transport)  # type: ignore[arg-type]
+        await paused
+        client.transport.abortConnection()  # type: ignore[union-attr]
+        await client.lost
+        await self.upstreams[0].lost
+        stats = await factory.clients[0].connection.done
+        self.assertEqual(stats.reason, "client lost")
+        self.assertLess(stats.bytesToClient, stats.bytesToUpstream)
+        await self.assertFailure(sending, ProducerStopped)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    test_tlsUpstreamClientVanishesWhilePaused.timeout = 30  # type: ignore[attr-defined]
 
 
 class OrdinaryPathProxyTests(ProxyTests):
