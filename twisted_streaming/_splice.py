@@ -15,7 +15,12 @@ import termios
 from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, IWriteDescriptor
+from twisted.internet.interfaces import (
+    IReactorFDSet,
+    IReadDescriptor,
+    ISSLTransport,
+    IWriteDescriptor,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -69,28 +74,32 @@ class SpliceOwner(Protocol):
         """
 
 
+_tcpConnection: Any
+try:
+    from twisted.internet.tcp import Connection as _tcpConnection
+except ImportError:  # pragma: no cover
+    _tcpConnection = None
+if not hasattr(os, "splice"):  # pragma: no cover
+    _tcpConnection = None
+
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+
 def canSplice(transport: Any) -> bool:
     """
     Can C{transport} take part in a L{Splice}: a connected plain TCP
     transport of a reactor with file descriptors, not TLS, with nothing
     waiting to be written, and L{os.splice} available?
     """
-    if not hasattr(os, "splice"):
-        return False
-    try:
-        from twisted.internet import tcp
-        from twisted.internet.interfaces import ISSLTransport
-    except ImportError:  # pragma: no cover
-        return False
-    if not isinstance(transport, tcp.Connection):
+    if _tcpConnection is None or not isinstance(transport, _tcpConnection):
         return False
     sock = getattr(transport, "socket", None)
     return bool(
         # UNIX stream transports subclass tcp.Connection too.
         sock is not None
-        and sock.family in (socket.AF_INET, socket.AF_INET6)
-        and not ISSLTransport.providedBy(transport)
+        and sock.family in _INET
         and not getattr(transport, "TLS", False)
+        and not ISSLTransport.providedBy(transport)
         and transport.connected
         and not transport.disconnecting
         and not transport._writeDisconnecting
@@ -226,6 +235,8 @@ class _Direction:
         self.sourceFull = False
         self.eof = False
         self.done = False
+        #: Data has been read from C{source}.
+        self.filled = False
         source.inbound = self
         dest.outbound = self
 
@@ -256,9 +267,18 @@ class _Direction:
             self.splice.owner.spliceReadDone(self.source.transport)
             return not self.splice.stopped
         self.buffered += moved
+        first = not self.filled
+        self.filled = True
         if moved == space:
             self.sourceFull = True
             self.source.stopReading()
+        elif first:
+            # The first bytes of a short connection often arrive with its
+            # end of stream: look for it now, not on another turn of the
+            # reactor.  (Only after the first read: in bulk the socket is
+            # usually empty by now, and asking again would cost a system
+            # call per read.)
+            return self.fill()
         return True
 
     def drain(self) -> None:
@@ -297,6 +317,10 @@ class _Direction:
             except OSError:
                 # Already gone: reading it (or the other direction) says so.
                 pass
+            # As the transport would have noted had it shut down itself, so
+            # that its loseConnection closes at once instead of waiting for
+            # the reactor to report the socket writable.
+            dest.transport._writeDisconnected = True
             self.splice.directionDone()
 
 
