@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_streaming._splice import Splice
+from twisted_streaming._splice import PipePool, Splice
 from twisted_streaming._util import getReactor
 
 __all__ = ["ProxyFactory", "ProxyStatistics"]
@@ -258,7 +258,9 @@ class _Connection:
         if self.factory.zeroCopy:
             # Nothing has been read from either side yet, so nothing is
             # buffered that would have to go first.
-            self.splice = Splice.start(self.client.transport, upstream.transport, self)
+            self.splice = Splice.start(
+                self.client.transport, upstream.transport, self, self.factory._pipes
+            )
             if self.splice is not None:
                 self.client.peer = upstream
                 upstream.peer = self.client
@@ -413,8 +415,10 @@ class ProxyFactory(ServerFactory):
       - Between two plain TCP connections on Linux, bytes are forwarded with
         L{os.splice} through a pipe per direction (of 1 MiB where the system
         allows, else its default), never entering Python; the pipes are then
-        the buffers.  TLS, UNIX sockets and anything else take the ordinary
-        path, as does everything when L{zeroCopy} is false.
+        the buffers.  Up to 8 empty pipes are kept for the next connections,
+        and closed when the factory stops.  TLS, UNIX sockets and anything
+        else take the ordinary path, as does everything when L{zeroCopy} is
+        false.
 
     Each connection's L{ProxyStatistics} are logged when it ends, passed to
     L{onConnectionDone} if set, and given by the Deferred of
@@ -459,6 +463,9 @@ class ProxyFactory(ServerFactory):
         self.onConnectionDone = onConnectionDone
         self.zeroCopy = zeroCopy
         self.connections = 0
+        #: Empty pipes for the next spliced connections; closed when the
+        #: factory stops.
+        self._pipes = PipePool()
 
     @classmethod
     def forEndpoint(
@@ -510,6 +517,13 @@ class ProxyFactory(ServerFactory):
                     self.reactor, self.host, self.port, timeout=self.connectTimeout
                 )
         return self._endpoint
+
+    def startFactory(self) -> None:
+        self._pipes.open()
+
+    def stopFactory(self) -> None:
+        # Connections still open then close their pipes when they end.
+        self._pipes.close()
 
     def buildProtocol(self, addr: Any) -> Optional[Protocol]:
         if self.maxConnections is not None and self.connections >= self.maxConnections:

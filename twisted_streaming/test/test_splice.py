@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import socket
 from typing import Any, List, Tuple
 
 from twisted.internet import reactor as _globalReactor
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     UNIXClientEndpoint,
@@ -53,6 +54,10 @@ def openDescriptors() -> List[str]:
             # The descriptor listdir used, closed by now.
             pass
     return sorted(found)
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 def openPipes() -> int:
@@ -283,6 +288,128 @@ class SpliceTests(ProxyTestsMixin, TestCase):
         self.assertEqual(seen, [[True, True], [False, False]])
         stats = await connection.done
         self.assertEqual(stats.reason, "closed")
+
+    async def test_pipesPooled(self) -> None:
+        """
+        Pipes are given back to the factory's pool when a connection ends and
+        taken by the next ones; the pool keeps no more than its size, and is
+        closed when the factory stops listening.
+        """
+        await turn()
+        before = openPipes()
+        upstreamPort = self.upstream(lambda: Peer(echo=True))
+        factory = RecordingProxyFactory("127.0.0.1", upstreamPort)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=1024)
+        proxyPort = port.getHost().port
+
+        async def run(count: int) -> List[Any]:
+            first = len(factory.clients)
+            clients = [Peer(send=65536, seed=i) for i in range(count)]
+            await gatherResults(
+                [Deferred.fromCoroutine(self.client(proxyPort, c)) for c in clients]
+            )
+            await gatherResults([c.lost for c in clients])
+            for i, c in enumerate(clients):
+                self.assertEqual(c.hash.digest(), digest(i, 65536))
+            proxied = [p.connection for p in factory.clients[first:]]
+            await gatherResults([c.done for c in proxied])
+            return proxied
+
+        [one] = await run(1)
+        self.assertEqual(len(factory._pipes), 2)
+        [two] = await run(1)
+        self.assertEqual(set(two.splice._pipes), set(one.splice._pipes))
+        # More connections at once than the pool holds pipes for: all are
+        # spliced, and when they end the pool keeps only its size.
+        size = factory._pipes.size
+        first = len(factory.clients)
+        clients = [Peer() for _ in range(size)]
+        await gatherResults(
+            [Deferred.fromCoroutine(self.client(proxyPort, c)) for c in clients]
+        )
+        while len(factory.clients) < first + size or any(
+            p.connection.splice is None for p in factory.clients[first:]
+        ):
+            await turn()
+        self.assertEqual(len(factory._pipes), 0)
+        self.assertEqual(openPipes(), before + 4 * size)
+        for client in clients:
+            client.transport.write(b"hello")  # type: ignore[union-attr]
+            client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        await gatherResults([c.lost for c in clients])
+        self.assertEqual([c.hash.digest() for c in clients], [sha256(b"hello")] * size)
+        await gatherResults([p.connection.done for p in factory.clients[first:]])
+        self.assertEqual(len(factory._pipes), size)
+        self.assertEqual(openPipes(), before + 2 * size)
+        await port.stopListening()
+        self.assertEqual(len(factory._pipes), 0)
+        self.assertEqual(openPipes(), before)
+
+
+class PipePoolTests(SynchronousTestCase):
+    """
+    L{_splice.PipePool}.
+    """
+
+    def take(self, pool: _splice.PipePool) -> Tuple[int, int, int]:
+        pipe = pool.take()
+        assert pipe is not None
+        return pipe
+
+    def test_bounded(self) -> None:
+        """
+        Pipes given back beyond the pool's size are closed; closing the pool
+        closes those it kept.
+        """
+        before = openPipes()
+        pool = _splice.PipePool(2)
+        pipes = [self.take(pool) for _ in range(3)]
+        self.assertEqual(openPipes(), before + 6)
+        for pipe in pipes:
+            pool.give(pipe, 0)
+        self.assertEqual((len(pool), openPipes()), (2, before + 4))
+        pool.close()
+        self.assertEqual((len(pool), openPipes()), (0, before))
+
+    def test_reused(self) -> None:
+        """
+        A pipe given back is the next one taken.
+        """
+        pool = _splice.PipePool()
+        self.addCleanup(pool.close)
+        pipe = self.take(pool)
+        pool.give(pipe, 0)
+        self.assertEqual(self.take(pool), pipe)
+        pool.give(pipe, 0)
+
+    def test_emptiedWhenGivenBack(self) -> None:
+        """
+        A pipe given back with bytes in it is emptied before it is kept.
+        """
+        pool = _splice.PipePool()
+        self.addCleanup(pool.close)
+        pipe = self.take(pool)
+        os.write(pipe[1], b"x" * 100000)
+        pool.give(pipe, 100000)
+        self.assertEqual(self.take(pool), pipe)
+        self.assertRaises(BlockingIOError, os.read, pipe[0], 1)
+        pool.give(pipe, 0)
+
+    def test_closedPoolKeepsNothing(self) -> None:
+        """
+        Once closed, a pool closes the pipes given back, until opened again.
+        """
+        before = openPipes()
+        pool = _splice.PipePool()
+        pipe = self.take(pool)
+        pool.close()
+        pool.give(pipe, 0)
+        self.assertEqual((len(pool), openPipes()), (0, before))
+        pool.open()
+        pool.give(self.take(pool), 0)
+        self.assertEqual((len(pool), openPipes()), (1, before + 2))
+        pool.close()
+        self.assertEqual(openPipes(), before)
 
 
 class FakeTransport:
