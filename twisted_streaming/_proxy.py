@@ -481,7 +481,11 @@ class ProxyFactory(ServerFactory):
 
     @property
     def reactor(self) -> Any:
-        return getReactor(self._reactor)
+        if self._reactor is None:
+            # The global reactor, looked up when first needed (importing it
+            # installs one), then kept.
+            self._reactor = getReactor(None)
+        return self._reactor
 
     def _directAddress(self) -> Optional[Tuple[str, int]]:
         """

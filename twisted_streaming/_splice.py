@@ -428,7 +428,7 @@ class Splice:
         self.stopped = False
         self._pipes = pipes
         self._pool = pool
-        self.capacity = min(capacity for _, _, capacity in pipes)
+        self.capacity = min(pipes[0][2], pipes[1][2])
         for transport in (a, b):
             transport.stopReading()
             transport.stopWriting()
@@ -504,7 +504,8 @@ class Splice:
                 pool.give(pipe, direction.buffered)
 
     def directionDone(self) -> None:
-        if all(d.done for d in self._directions):
+        first, second = self._directions
+        if first.done and second.done:
             self.stop()
             self.owner.spliceFinished()
 
