@@ -6,7 +6,7 @@ and half-close, a drop-in for L{twisted.protocols.portforward.ProxyFactory}.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional, Type, TypeVar
+from typing import Any, Callable, Optional, Tuple, Type, TypeVar, cast
 
 from attrs import define, field
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -16,8 +16,10 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
 )
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionRefusedError, NotConnectingError
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import (
+    IConnector,
     IDelayedCall,
     IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
@@ -25,12 +27,12 @@ from twisted.internet.interfaces import (
     ISSLTransport,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory, Protocol, ServerFactory
+from twisted.internet.protocol import ClientFactory, Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_streaming._splice import Splice
+from twisted_streaming._splice import PipePool, Splice
 from twisted_streaming._util import getReactor
 
 __all__ = ["ProxyFactory", "ProxyStatistics"]
@@ -171,7 +173,37 @@ class _ClientSide(_ProxySide):
 
 
 class _UpstreamSide(_ProxySide):
-    pass
+    #: Connected by the reactor itself (not through an endpoint, whose
+    #: Deferred reports the connection instead).
+    direct = False
+
+    def connectionMade(self) -> None:
+        if self.direct:
+            self.connection._connected(self)
+
+
+class _UpstreamFactory(ClientFactory):
+    """
+    Builds a connection's upstream side, and reports a failure to connect
+    when the reactor connects directly.  Quiet: a log line per connection
+    saying that a factory started and stopped says nothing useful.
+    """
+
+    noisy = False
+
+    def __init__(self, connection: _Connection, direct: bool) -> None:
+        self.connection = connection
+        self.direct = direct
+
+    def buildProtocol(self, addr: Any) -> _UpstreamSide:
+        upstream = _UpstreamSide()
+        upstream.connection = self.connection
+        upstream.direct = self.direct
+        return upstream
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        if self.direct:
+            self.connection._connectFailed(reason)
 
 
 class _Connection:
@@ -185,23 +217,48 @@ class _Connection:
         self.upstream: Optional[_UpstreamSide] = None
         self.statistics = ProxyStatistics()
         self.done: Deferred[ProxyStatistics] = Deferred()
-        self._connecting: Optional[Deferred[Any]] = None
+        #: The connection attempt: a connector, or an endpoint's Deferred.
+        self._connecting: Optional[Any] = None
         self._idle: Optional[IDelayedCall] = None
+        #: When data last went either way (C{reactor.seconds()}), if there
+        #: is an idle timeout.
+        self._lastActivity = 0.0
         #: The zero-copy path, if this connection took it.
         self.splice: Optional[Splice] = None
 
     def connect(self) -> None:
         factory = self.factory
-        upstream = _UpstreamSide()
-        upstream.connection = self
-        d = factory.endpoint().connect(Factory.forProtocol(lambda: upstream))
-        self._connecting = d
-        d.addTimeout(factory.connectTimeout, factory.reactor)
-        d.addCallbacks(self._connected, self._connectFailed)
-        if factory.idleTimeout is not None:
-            self._idle = factory.reactor.callLater(
-                factory.idleTimeout, self._idleTimedOut
+        reactor = factory.reactor
+        address = factory._directAddress()
+        if address is not None:
+            # The reactor's own connector: no endpoint, no Deferred, and its
+            # timeout is the connect timeout.
+            self._connecting = reactor.connectTCP(
+                address[0],
+                address[1],
+                _UpstreamFactory(self, True),
+                timeout=factory.connectTimeout,
             )
+        else:
+            d = factory.endpoint().connect(_UpstreamFactory(self, False))
+            self._connecting = d
+            d.addTimeout(factory.connectTimeout, reactor)
+            d.addCallbacks(self._connected, self._connectFailed)
+        if factory.idleTimeout is not None:
+            self._lastActivity = reactor.seconds()
+            self._idle = reactor.callLater(factory.idleTimeout, self._idleTimedOut)
+
+    def _cancelConnecting(self) -> None:
+        connecting = self._connecting
+        self._connecting = None
+        if isinstance(connecting, Deferred):
+            connecting.cancel()
+        elif connecting is not None:
+            try:
+                cast(IConnector, connecting).stopConnecting()
+            except NotConnectingError:
+                # It has already failed or connected.
+                pass
 
     def _connected(self, upstream: _UpstreamSide) -> None:
         self._connecting = None
@@ -209,7 +266,9 @@ class _Connection:
         if self.factory.zeroCopy:
             # Nothing has been read from either side yet, so nothing is
             # buffered that would have to go first.
-            self.splice = Splice.start(self.client.transport, upstream.transport, self)
+            self.splice = Splice.start(
+                self.client.transport, upstream.transport, self, self.factory._pipes
+            )
             if self.splice is not None:
                 self.client.peer = upstream
                 upstream.peer = self.client
@@ -246,7 +305,7 @@ class _Connection:
             return
         if reason.check(ConnectionRefusedError):
             self.statistics.reason = "refused"
-        elif reason.check(TimeoutError, CancelledError):
+        elif reason.check(TimeoutError, ConnectTimeoutError, CancelledError):
             self.statistics.reason = "connect timeout"
         else:
             self.statistics.reason = "connect failed"
@@ -262,12 +321,21 @@ class _Connection:
             self.statistics.bytesToUpstream += size
         else:
             self.statistics.bytesToClient += size
-        if self._idle is not None and self._idle.active():
-            assert self.factory.idleTimeout is not None
-            self._idle.reset(self.factory.idleTimeout)
+        if self._idle is not None:
+            # Noted only: the timer, when it expires, looks at this.
+            self._lastActivity = self.factory.reactor.seconds()
 
     def _idleTimedOut(self) -> None:
         self._idle = None
+        timeout = self.factory.idleTimeout
+        assert timeout is not None
+        reactor = self.factory.reactor
+        left = self._lastActivity + timeout - reactor.seconds()
+        # (A microsecond's tolerance for rounding, which would otherwise
+        # reschedule for nothing.)
+        if left > 1e-6:
+            self._idle = reactor.callLater(left, self._idleTimedOut)
+            return
         if self.splice is not None:
             self.splice.stop()
         self.statistics.reason = "idle timeout"
@@ -308,7 +376,7 @@ class _Connection:
                     "client lost" if side is self.client else "upstream lost"
                 )
         if self._connecting is not None:
-            self._connecting.cancel()
+            self._cancelConnecting()
         if other is not None and not other.lost:
             other.transport.unregisterProducer()
             if not other.readDone:
@@ -362,8 +430,10 @@ class ProxyFactory(ServerFactory):
       - Between two plain TCP connections on Linux, bytes are forwarded with
         L{os.splice} through a pipe per direction (of 1 MiB where the system
         allows, else its default), never entering Python; the pipes are then
-        the buffers.  TLS, UNIX sockets and anything else take the ordinary
-        path, as does everything when L{zeroCopy} is false.
+        the buffers.  Up to 8 empty pipes are kept for the next connections,
+        and closed when the factory stops.  TLS, UNIX sockets and anything
+        else take the ordinary path, as does everything when L{zeroCopy} is
+        false.
 
     Each connection's L{ProxyStatistics} are logged when it ends, passed to
     L{onConnectionDone} if set, and given by the Deferred of
@@ -398,12 +468,19 @@ class ProxyFactory(ServerFactory):
         self.port = port
         self._reactor = reactor
         self._endpoint: Optional[IStreamClientEndpoint] = None
+        #: The host last looked at by L{_directAddress}, and whether it is an
+        #: IP address.
+        self._directHost: Optional[str] = None
+        self._isAddress = False
         self.connectTimeout = connectTimeout
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
         self.onConnectionDone = onConnectionDone
         self.zeroCopy = zeroCopy
         self.connections = 0
+        #: Empty pipes for the next spliced connections; closed when the
+        #: factory stops.
+        self._pipes = PipePool()
 
     @classmethod
     def forEndpoint(
@@ -419,7 +496,25 @@ class ProxyFactory(ServerFactory):
 
     @property
     def reactor(self) -> Any:
-        return getReactor(self._reactor)
+        if self._reactor is None:
+            # The global reactor, looked up when first needed (importing it
+            # installs one), then kept.
+            self._reactor = getReactor(None)
+        return self._reactor
+
+    def _directAddress(self) -> Optional[Tuple[str, int]]:
+        """
+        The address to connect to with the reactor's C{connectTCP}, which
+        is cheaper than an endpoint, or L{None} to use L{endpoint}: when
+        the host is an IP address and no endpoint was given.
+        """
+        if self._endpoint is not None:
+            return None
+        host = self.host
+        if self._directHost != host:
+            self._directHost = host
+            self._isAddress = isIPAddress(host) or isIPv6Address(host)
+        return (host, self.port) if self._isAddress else None
 
     def endpoint(self) -> IStreamClientEndpoint:
         """
@@ -441,6 +536,13 @@ class ProxyFactory(ServerFactory):
                     self.reactor, self.host, self.port, timeout=self.connectTimeout
                 )
         return self._endpoint
+
+    def startFactory(self) -> None:
+        self._pipes.open()
+
+    def stopFactory(self) -> None:
+        # Connections still open then close their pipes when they end.
+        self._pipes.close()
 
     def buildProtocol(self, addr: Any) -> Optional[Protocol]:
         if self.maxConnections is not None and self.connections >= self.maxConnections:

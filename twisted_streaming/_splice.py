@@ -15,12 +15,17 @@ import termios
 from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, IWriteDescriptor
+from twisted.internet.interfaces import (
+    IReactorFDSet,
+    IReadDescriptor,
+    ISSLTransport,
+    IWriteDescriptor,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["Splice", "canSplice"]
+__all__ = ["PipePool", "Splice", "canSplice"]
 
 _log = Logger()
 
@@ -69,28 +74,32 @@ class SpliceOwner(Protocol):
         """
 
 
+_tcpConnection: Any
+try:
+    from twisted.internet.tcp import Connection as _tcpConnection
+except ImportError:  # pragma: no cover
+    _tcpConnection = None
+if not hasattr(os, "splice"):  # pragma: no cover
+    _tcpConnection = None
+
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+
 def canSplice(transport: Any) -> bool:
     """
     Can C{transport} take part in a L{Splice}: a connected plain TCP
     transport of a reactor with file descriptors, not TLS, with nothing
     waiting to be written, and L{os.splice} available?
     """
-    if not hasattr(os, "splice"):
-        return False
-    try:
-        from twisted.internet import tcp
-        from twisted.internet.interfaces import ISSLTransport
-    except ImportError:  # pragma: no cover
-        return False
-    if not isinstance(transport, tcp.Connection):
+    if _tcpConnection is None or not isinstance(transport, _tcpConnection):
         return False
     sock = getattr(transport, "socket", None)
     return bool(
         # UNIX stream transports subclass tcp.Connection too.
         sock is not None
-        and sock.family in (socket.AF_INET, socket.AF_INET6)
-        and not ISSLTransport.providedBy(transport)
+        and sock.family in _INET
         and not getattr(transport, "TLS", False)
+        and not ISSLTransport.providedBy(transport)
         and transport.connected
         and not transport.disconnecting
         and not transport._writeDisconnecting
@@ -125,6 +134,76 @@ def _openPipe() -> Optional[Tuple[int, int, int]]:
         os.close(writeEnd)
         return None
     return readEnd, writeEnd, capacity
+
+
+def _closePipe(pipe: Tuple[int, int, int]) -> None:
+    os.close(pipe[0])
+    os.close(pipe[1])
+
+
+class PipePool:
+    """
+    Empty pipes kept for the next splices, so that a short connection costs
+    no pipe to be made, sized and closed: at most L{size} of them, each
+    holding nothing (and so no memory but its bookkeeping, though counted
+    at its full size against C{/proc/sys/fs/pipe-user-pages-soft}).
+
+    @ivar size: The most pipes kept.
+    @ivar closed: L{close} was called: pipes given back are closed.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.closed = False
+        self._pipes: List[Tuple[int, int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self._pipes)
+
+    def take(self) -> Optional[Tuple[int, int, int]]:
+        """
+        A pipe from the pool, else a new one (see L{_openPipe}).
+        """
+        if self._pipes:
+            return self._pipes.pop()
+        return _openPipe()
+
+    def give(self, pipe: Tuple[int, int, int], buffered: int) -> None:
+        """
+        Take back C{pipe}, which holds C{buffered} bytes: emptied and kept if
+        there is room, else closed.
+        """
+        if self.closed or len(self._pipes) >= self.size:
+            _closePipe(pipe)
+            return
+        if buffered:
+            # What was in flight when a splice stopped: drop it.  (The read
+            # end does not block, and the write end is ours, so this ends.)
+            try:
+                while os.read(pipe[0], 1 << 16):
+                    pass
+            except BlockingIOError:
+                pass
+            except OSError:
+                _closePipe(pipe)
+                return
+        self._pipes.append(pipe)
+
+    def open(self) -> None:
+        """
+        Keep pipes given back again, after L{close}.
+        """
+        self.closed = False
+
+    def close(self) -> None:
+        """
+        Close the pipes kept, and those given back from now on (until
+        L{open}).
+        """
+        self.closed = True
+        pipes, self._pipes = self._pipes, []
+        for pipe in pipes:
+            _closePipe(pipe)
 
 
 def _pending(fd: int) -> int:
@@ -226,6 +305,8 @@ class _Direction:
         self.sourceFull = False
         self.eof = False
         self.done = False
+        #: Data has been read from C{source}.
+        self.filled = False
         source.inbound = self
         dest.outbound = self
 
@@ -256,9 +337,18 @@ class _Direction:
             self.splice.owner.spliceReadDone(self.source.transport)
             return not self.splice.stopped
         self.buffered += moved
+        first = not self.filled
+        self.filled = True
         if moved == space:
             self.sourceFull = True
             self.source.stopReading()
+        elif first:
+            # The first bytes of a short connection often arrive with its
+            # end of stream: look for it now, not on another turn of the
+            # reactor.  (Only after the first read: in bulk the socket is
+            # usually empty by now, and asking again would cost a system
+            # call per read.)
+            return self.fill()
         return True
 
     def drain(self) -> None:
@@ -297,6 +387,10 @@ class _Direction:
             except OSError:
                 # Already gone: reading it (or the other direction) says so.
                 pass
+            # As the transport would have noted had it shut down itself, so
+            # that its loseConnection closes at once instead of waiting for
+            # the reactor to report the socket writable.
+            dest.transport._writeDisconnected = True
             self.splice.directionDone()
 
 
@@ -317,7 +411,8 @@ class Splice:
     or when a socket fails, and hands the transports back to Twisted.
 
     @ivar capacity: The size of each pipe in bytes.
-    @ivar stopped: The splice has stopped; its pipes are closed.
+    @ivar stopped: The splice has stopped; its pipes are closed (or back in
+        their pool).
     """
 
     def __init__(
@@ -326,12 +421,14 @@ class Splice:
         b: Any,
         owner: SpliceOwner,
         pipes: List[Tuple[int, int, int]],
+        pool: Optional[PipePool] = None,
     ) -> None:
         self.owner = owner
         self.reactor: Any = a.reactor
         self.stopped = False
         self._pipes = pipes
-        self.capacity = min(capacity for _, _, capacity in pipes)
+        self._pool = pool
+        self.capacity = min(pipes[0][2], pipes[1][2])
         for transport in (a, b):
             transport.stopReading()
             transport.stopWriting()
@@ -345,24 +442,32 @@ class Splice:
         self._b.startReading()
 
     @classmethod
-    def start(cls, a: Any, b: Any, owner: SpliceOwner) -> Optional[Splice]:
+    def start(
+        cls, a: Any, b: Any, owner: SpliceOwner, pool: Optional[PipePool] = None
+    ) -> Optional[Splice]:
         """
         Start splicing between transports C{a} and C{b}, or return L{None}
         (and change nothing) if they cannot be spliced or no pipes large
         enough could be had.
+
+        @param pool: Where to take the pipes from and give them back to when
+            the splice stops; if L{None}, they are made here and closed then.
         """
         if not (canSplice(a) and canSplice(b)) or a.reactor is not b.reactor:
             return None
+        take = _openPipe if pool is None else pool.take
         pipes: List[Tuple[int, int, int]] = []
         for _ in range(2):
-            pipe = _openPipe()
+            pipe = take()
             if pipe is None:
-                for readEnd, writeEnd, _ in pipes:
-                    os.close(readEnd)
-                    os.close(writeEnd)
+                for made in pipes:
+                    if pool is None:
+                        _closePipe(made)
+                    else:
+                        pool.give(made, 0)
                 return None
             pipes.append(pipe)
-        return cls(a, b, owner, pipes)
+        return cls(a, b, owner, pipes, pool)
 
     @property
     def buffered(self) -> int:
@@ -381,8 +486,9 @@ class Splice:
 
     def stop(self) -> None:
         """
-        Unregister from the reactor and close the pipes (anything in them is
-        dropped).  Does nothing if already stopped.
+        Unregister from the reactor and close the pipes, or give them back to
+        the pool (anything in them is dropped).  Does nothing if already
+        stopped.
         """
         if self.stopped:
             return
@@ -390,12 +496,16 @@ class Splice:
             side.stopReading()
             side.stopWriting()
         self.stopped = True
-        for readEnd, writeEnd, _ in self._pipes:
-            os.close(readEnd)
-            os.close(writeEnd)
+        pool = self._pool
+        for pipe, direction in zip(self._pipes, self._directions):
+            if pool is None:
+                _closePipe(pipe)
+            else:
+                pool.give(pipe, direction.buffered)
 
     def directionDone(self) -> None:
-        if all(d.done for d in self._directions):
+        first, second = self._directions
+        if first.done and second.done:
             self.stop()
             self.owner.spliceFinished()
 

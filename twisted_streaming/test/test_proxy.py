@@ -18,11 +18,12 @@ from twisted.internet.endpoints import (
     connectProtocol,
     wrapClientTLS,
 )
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -670,6 +671,65 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         self.assertEqual((client.producer, upstream.producer), (None, None))
         self.assertTrue(client.disconnecting)
         self.assertTrue(upstream.disconnecting)
+
+    def test_directConnect(self) -> None:
+        """
+        An IP address (no endpoint given) is connected to with the reactor's
+        C{connectTCP}, whose timeout is the connect timeout, by a factory
+        that logs nothing; once connected, data flows both ways.
+        """
+        for host in ("127.0.0.1", "::1"):
+            clock = MemoryReactorClock()
+            factory = ProxyFactory(
+                host, 4321, reactor=clock, connectTimeout=7, zeroCopy=False
+            )
+            client = self.connect(factory)
+            [(connectHost, port, upstreamFactory, timeout, _)] = clock.tcpClients
+            self.assertEqual((connectHost, port, timeout), (host, 4321, 7))
+            self.assertFalse(upstreamFactory.noisy)
+            self.assertEqual(client.producerState, "paused")
+            upstream = StringTransport()
+            upstreamProtocol: Any = upstreamFactory.buildProtocol(None)
+            upstreamProtocol.makeConnection(upstream)
+            self.assertEqual(client.producerState, "producing")
+            client.protocol.dataReceived(b"up")
+            upstreamProtocol.dataReceived(b"down")
+            self.assertEqual((upstream.value(), client.value()), (b"up", b"down"))
+            connection = client.protocol.connection
+            self.assertIs(connection._connecting, None)
+
+    def test_directConnectTimeout(self) -> None:
+        """
+        The reactor's connector timing out is reported as a connect timeout,
+        and the client is closed.
+        """
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(
+            "127.0.0.1", 4321, reactor=clock, onConnectionDone=self.done.append
+        )
+        client = self.connect(factory)
+        upstreamFactory = clock.tcpClients[0][2]
+        upstreamFactory.clientConnectionFailed(
+            clock.connectors[0], Failure(ConnectTimeoutError())
+        )
+        self.assertTrue(client.disconnecting)
+        client.protocol.connectionLost(Failure(Exception("closed")))
+        self.assertEqual(self.done[0].reason, "connect timeout")
+        self.assertEqual(factory.connections, 0)
+
+    def test_directConnectCancelled(self) -> None:
+        """
+        A client that leaves while upstream is being connected to stops the
+        connector; the connection ends as "client lost".
+        """
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(
+            "127.0.0.1", 4321, reactor=clock, onConnectionDone=self.done.append
+        )
+        client = self.connect(factory)
+        client.protocol.connectionLost(Failure(Exception("gone")))
+        self.assertTrue(clock.connectors[0].stoppedConnecting)
+        self.assertEqual(self.done[0].reason, "client lost")
 
     def test_maxConnections(self) -> None:
         """
