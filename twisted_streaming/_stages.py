@@ -41,8 +41,13 @@ __all__ = [
 _log = Logger()
 
 
+_BYTES = (bytes, bytearray, memoryview)
+
+
 def _size(item: object) -> int:
-    return len(item) if isinstance(item, (bytes, bytearray, memoryview)) else 1
+    # Inlined, as len(item) if isinstance(item, _BYTES) else 1, on the
+    # per-item paths of Stage, where a call costs more than the test.
+    return len(item) if isinstance(item, _BYTES) else 1
 
 
 @implementer(IFinishableConsumer, IPushProducer)
@@ -178,13 +183,47 @@ class Stage:
         if self._finishing or self._ended:
             raise ConsumerFinished(f"{self!r} has already been finished")
         self.itemsIn += 1
-        self.bytesIn += _size(item)
+        self.bytesIn += len(item) if isinstance(item, _BYTES) else 1
         try:
-            outputs = list(self.process(item))
+            outputs = self.process(item)
+            if type(outputs) is not list and type(outputs) is not tuple:
+                # A generator raises as it is consumed: here, inside the try.
+                outputs = list(outputs)
         except Exception as error:
             self._fail(error)
             return
-        self._emit(outputs)
+        if self._paused or self._buffer:
+            self._emit(outputs)
+            return
+        # The fast path, for a stage that is neither paused nor holding
+        # anything: the first output goes straight downstream and only the
+        # rest is buffered, which leaves the stage in the state _drain would
+        # have left it in while it wrote that first output.
+        if outputs:
+            downstream = self.downstream
+            assert downstream is not None, f"{self!r} is not attached"
+            if len(outputs) > 1:
+                self._emitLater(outputs[1:])
+            first = outputs[0]
+            self.itemsOut += 1
+            self.bytesOut += len(first) if isinstance(first, _BYTES) else 1
+            try:
+                downstream.write(first)
+            except Exception as error:
+                self._fail(error)
+                return
+        # What is left of _drain; nothing, unless something is buffered, a
+        # write paused, stopped or finished this stage, or upstream needs
+        # resuming or pulling.
+        if (
+            self._buffer
+            or self._paused
+            or self._ended
+            or self._finishing
+            or self._upstreamPaused
+            or not self._upstreamStreaming
+        ):
+            self._drain()
 
     def finish(self) -> None:
         if self._finishing or self._ended:
@@ -199,18 +238,25 @@ class Stage:
 
     # Internals
 
-    def _emit(self, outputs: List[Any]) -> None:
-        for item in outputs:
-            self._buffer.append(item)
-            self._buffered += _size(item)
+    def _emit(self, outputs: Iterable[Any]) -> None:
+        self._emitLater(outputs)
         self._drain()
+
+    def _emitLater(self, outputs: Iterable[Any]) -> None:
+        buffer = self._buffer
+        buffered = 0
+        for item in outputs:
+            buffer.append(item)
+            buffered += len(item) if isinstance(item, _BYTES) else 1
+        self._buffered += buffered
 
     def _drain(self) -> None:
         downstream = self.downstream
-        while self._buffer and not self._paused and not self._ended:
+        buffer = self._buffer
+        while buffer and not self._paused and not self._ended:
             assert downstream is not None, f"{self!r} is not attached"
-            item = self._buffer.popleft()
-            size = _size(item)
+            item = buffer.popleft()
+            size = len(item) if isinstance(item, _BYTES) else 1
             self._buffered -= size
             self.itemsOut += 1
             self.bytesOut += size
