@@ -10,7 +10,7 @@ import hashlib
 import struct
 import zlib
 from collections import deque
-from typing import Any, Callable, Deque, Iterable, List, Optional
+from typing import Any, Callable, Deque, Iterable, List, Optional, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -97,6 +97,10 @@ class Stage:
         reactor: Optional[Any] = None,
     ) -> None:
         self._fn = fn
+        if fn is not None and type(self).process is Stage.process:
+            # The function itself, rather than a process() that calls it:
+            # one call less per item.
+            self.process = fn  # type: ignore[method-assign, assignment]
         self.name = (
             name
             or (getattr(fn, "__name__", None) if fn else None)
@@ -116,6 +120,8 @@ class Stage:
         self._buffered = 0
         self._finishing = False
         self._ended = False
+        # _finishing or _ended, in one attribute for the per-item path.
+        self._closed = False
         self._pullScheduled = False
         self.itemsIn = self.bytesIn = self.itemsOut = self.bytesOut = 0
         self.done: Deferred[int] = Deferred()
@@ -180,15 +186,21 @@ class Stage:
         self.upstream = None
 
     def write(self, item: Any) -> None:
-        if self._finishing or self._ended:
+        if self._closed:
             raise ConsumerFinished(f"{self!r} has already been finished")
         self.itemsIn += 1
         self.bytesIn += len(item) if isinstance(item, _BYTES) else 1
         try:
-            outputs = self.process(item)
-            if type(outputs) is not list and type(outputs) is not tuple:
-                # A generator raises as it is consumed: here, inside the try.
-                outputs = list(outputs)
+            produced = self.process(item)
+            kind = type(produced)
+            # A list or a tuple is used as it is; anything else is made into
+            # a list here, inside the try, since a generator raises as it is
+            # consumed.
+            outputs: Sequence[Any] = (
+                produced  # type: ignore[assignment]
+                if kind is tuple or kind is list
+                else list(produced)
+            )
         except Exception as error:
             self._fail(error)
             return
@@ -199,10 +211,11 @@ class Stage:
         # anything: the first output goes straight downstream and only the
         # rest is buffered, which leaves the stage in the state _drain would
         # have left it in while it wrote that first output.
-        if outputs:
+        count = len(outputs)
+        if count:
             downstream = self.downstream
             assert downstream is not None, f"{self!r} is not attached"
-            if len(outputs) > 1:
+            if count > 1:
                 self._emitLater(outputs[1:])
             first = outputs[0]
             self.itemsOut += 1
@@ -218,17 +231,16 @@ class Stage:
         if (
             self._buffer
             or self._paused
-            or self._ended
-            or self._finishing
+            or self._closed
             or self._upstreamPaused
             or not self._upstreamStreaming
         ):
             self._drain()
 
     def finish(self) -> None:
-        if self._finishing or self._ended:
+        if self._closed:
             raise ConsumerFinished(f"{self!r} has already been finished")
-        self._finishing = True
+        self._finishing = self._closed = True
         try:
             outputs = list(self.flush())
         except Exception as error:
@@ -316,7 +328,7 @@ class Stage:
             upstream.resumeProducing()
 
     def _complete(self) -> None:
-        self._ended = True
+        self._ended = self._closed = True
         downstream = self.downstream
         if downstream is not None:
             downstream.unregisterProducer()
@@ -334,7 +346,7 @@ class Stage:
         """
         if self._ended:
             return
-        self._ended = True
+        self._ended = self._closed = True
         self._buffer.clear()
         upstream, self.upstream = self.upstream, None
         self.done.errback(reason)
