@@ -134,6 +134,11 @@ class Stage:
     def process(self, item: Any) -> Iterable[Any]:
         """
         Return the output items for C{item} (by default, C{fn(item)}).
+
+        A list or a tuple is the cheapest to return, and is not copied, so
+        do not change it afterwards; any other iterable is read to the end
+        before any of its items is delivered, so an exception raised while
+        reading it delivers nothing for C{item}.
         """
         assert self._fn is not None, "give a function or override process()"
         return self._fn(item)
