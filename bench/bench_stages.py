@@ -3,6 +3,7 @@ Benchmark the overhead of pipeline stages: MB/s through 0, 1 and 3 identity
 stages, as ratios to the same producer registered straight on the transport.
 
     python -m bench.bench_stages [--quick] [--mib N] [--runs N]
+    python -m bench.bench_stages --in-process [--chunks N] [--runs N]
 
 A push producer in this process writes the same chunk over and over into a
 TCP connection to 127.0.0.1, either directly (C{startProducing(transport)})
@@ -12,6 +13,13 @@ accept to end of stream.  Chunks of 64 KiB and 4 KiB (per-chunk costs show at
 the small size).  For each route: the median MB/s, its ratio to direct, and
 this process's CPU seconds per GiB.  The table is printed and the series
 written to C{bench/results/stages.csv}.
+
+With C{--in-process}, no socket and no reactor: a bounded loop writes C{N}
+4 KiB chunks into the first of 0, 1 and 3 identity stages whose last stage
+delivers to a consumer that only counts, and the median CPU nanoseconds per
+chunk over the runs is printed for each (and per stage, over 0 stages); this
+is the per-item cost of the stages alone, and nothing is written to
+C{bench/results}.
 """
 
 from __future__ import annotations
@@ -224,12 +232,88 @@ def report(
         writer.writerows(rows)
 
 
+class CountingConsumer:
+    """
+    The cheapest consumer: it counts what is written to it.
+    """
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.items += 1
+
+
+def loopOnce(stages: int, chunk: bytes, count: int) -> float:
+    """
+    Write C{chunk} C{count} times through C{stages} identity stages into a
+    L{CountingConsumer}, in a plain loop.
+
+    @return: CPU nanoseconds per chunk.
+    """
+    sink = CountingConsumer()
+    chain = [Identity(name=f"identity {i}") for i in range(stages)]
+    for stage, after in zip(chain, [*chain[1:], sink]):
+        stage.attach(after)  # type: ignore[arg-type]
+    write = chain[0].write if chain else sink.write
+    began = time.process_time_ns()
+    for _ in range(count):
+        write(chunk)
+    ns = time.process_time_ns() - began
+    if chain:
+        chain[0].finish()
+        if not chain[-1].done.called:
+            raise RuntimeError("the last stage did not finish")
+    if sink.items != count:
+        raise RuntimeError(f"wrote {count} chunks, the consumer got {sink.items}")
+    return ns / count
+
+
+def inProcess(count: int, runs: int) -> None:
+    """
+    Print the median CPU nanoseconds per 4 KiB chunk through 0, 1 and 3
+    identity stages, interleaving the routes over C{runs} runs.
+    """
+    chunk = b"x" * 4096
+    routes = [0, 1, 3]
+    samples: Dict[int, List[float]] = {k: [] for k in routes}
+    for _ in range(runs):
+        for k in routes:
+            samples[k].append(loopOnce(k, chunk, count))
+    out = sys.stdout.write
+    out(f"{count} chunks of 4 KiB in process, median of {runs}\n")
+    out(f"{'stages':>6}{'ns/chunk':>10}{'ns/stage':>10}\n")
+    base = statistics.median(samples[0])
+    for k in routes:
+        ns = statistics.median(samples[k])
+        perStage = f"{(ns - base) / k:>10.0f}" if k else f"{'':>10}"
+        out(f"{k:>6}{ns:>10.0f}{perStage}\n")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few-second run")
     parser.add_argument("--mib", type=int, default=None, help="MiB per transfer")
     parser.add_argument("--runs", type=int, default=None, help="runs per route")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time a plain loop through the stages, with no socket",
+    )
+    parser.add_argument(
+        "--chunks", type=int, default=200_000, help="chunks per in-process run"
+    )
     args = parser.parse_args(argv)
+    if args.in_process:
+        inProcess(args.chunks, args.runs or 7)
+        return
     size = (args.mib or (128 if args.quick else 1024)) * 2**20
     runs = args.runs or (1 if args.quick else 3)
 

@@ -10,7 +10,7 @@ import hashlib
 import struct
 import zlib
 from collections import deque
-from typing import Any, Callable, Deque, Iterable, List, Optional
+from typing import Any, Callable, Deque, Iterable, List, Optional, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -41,8 +41,13 @@ __all__ = [
 _log = Logger()
 
 
+_BYTES = (bytes, bytearray, memoryview)
+
+
 def _size(item: object) -> int:
-    return len(item) if isinstance(item, (bytes, bytearray, memoryview)) else 1
+    # Inlined, as len(item) if isinstance(item, _BYTES) else 1, on the
+    # per-item paths of Stage, where a call costs more than the test.
+    return len(item) if isinstance(item, _BYTES) else 1
 
 
 @implementer(IFinishableConsumer, IPushProducer)
@@ -92,6 +97,10 @@ class Stage:
         reactor: Optional[Any] = None,
     ) -> None:
         self._fn = fn
+        if fn is not None and type(self).process is Stage.process:
+            # The function itself, rather than a process() that calls it:
+            # one call less per item.
+            self.process = fn  # type: ignore[method-assign, assignment]
         self.name = (
             name
             or (getattr(fn, "__name__", None) if fn else None)
@@ -111,6 +120,8 @@ class Stage:
         self._buffered = 0
         self._finishing = False
         self._ended = False
+        # _finishing or _ended, in one attribute for the per-item path.
+        self._closed = False
         self._pullScheduled = False
         self.itemsIn = self.bytesIn = self.itemsOut = self.bytesOut = 0
         self.done: Deferred[int] = Deferred()
@@ -123,6 +134,11 @@ class Stage:
     def process(self, item: Any) -> Iterable[Any]:
         """
         Return the output items for C{item} (by default, C{fn(item)}).
+
+        A list or a tuple is the cheapest to return, and is not copied, so
+        do not change it afterwards; any other iterable is read to the end
+        before any of its items is delivered, so an exception raised while
+        reading it delivers nothing for C{item}.
         """
         assert self._fn is not None, "give a function or override process()"
         return self._fn(item)
@@ -175,21 +191,61 @@ class Stage:
         self.upstream = None
 
     def write(self, item: Any) -> None:
-        if self._finishing or self._ended:
+        if self._closed:
             raise ConsumerFinished(f"{self!r} has already been finished")
         self.itemsIn += 1
-        self.bytesIn += _size(item)
+        self.bytesIn += len(item) if isinstance(item, _BYTES) else 1
         try:
-            outputs = list(self.process(item))
+            produced = self.process(item)
+            kind = type(produced)
+            # A list or a tuple is used as it is; anything else is made into
+            # a list here, inside the try, since a generator raises as it is
+            # consumed.
+            outputs: Sequence[Any] = (
+                produced  # type: ignore[assignment]
+                if kind is tuple or kind is list
+                else list(produced)
+            )
         except Exception as error:
             self._fail(error)
             return
-        self._emit(outputs)
+        if self._paused or self._buffer:
+            self._emit(outputs)
+            return
+        # The fast path, for a stage that is neither paused nor holding
+        # anything: the first output goes straight downstream and only the
+        # rest is buffered, which leaves the stage in the state _drain would
+        # have left it in while it wrote that first output.
+        count = len(outputs)
+        if count:
+            downstream = self.downstream
+            assert downstream is not None, f"{self!r} is not attached"
+            if count > 1:
+                self._emitLater(outputs[1:])
+            first = outputs[0]
+            self.itemsOut += 1
+            self.bytesOut += len(first) if isinstance(first, _BYTES) else 1
+            try:
+                downstream.write(first)
+            except Exception as error:
+                self._fail(error)
+                return
+        # What is left of _drain; nothing, unless something is buffered, a
+        # write paused, stopped or finished this stage, or upstream needs
+        # resuming or pulling.
+        if (
+            self._buffer
+            or self._paused
+            or self._closed
+            or self._upstreamPaused
+            or not self._upstreamStreaming
+        ):
+            self._drain()
 
     def finish(self) -> None:
-        if self._finishing or self._ended:
+        if self._closed:
             raise ConsumerFinished(f"{self!r} has already been finished")
-        self._finishing = True
+        self._finishing = self._closed = True
         try:
             outputs = list(self.flush())
         except Exception as error:
@@ -199,18 +255,25 @@ class Stage:
 
     # Internals
 
-    def _emit(self, outputs: List[Any]) -> None:
-        for item in outputs:
-            self._buffer.append(item)
-            self._buffered += _size(item)
+    def _emit(self, outputs: Iterable[Any]) -> None:
+        self._emitLater(outputs)
         self._drain()
+
+    def _emitLater(self, outputs: Iterable[Any]) -> None:
+        buffer = self._buffer
+        buffered = 0
+        for item in outputs:
+            buffer.append(item)
+            buffered += len(item) if isinstance(item, _BYTES) else 1
+        self._buffered += buffered
 
     def _drain(self) -> None:
         downstream = self.downstream
-        while self._buffer and not self._paused and not self._ended:
+        buffer = self._buffer
+        while buffer and not self._paused and not self._ended:
             assert downstream is not None, f"{self!r} is not attached"
-            item = self._buffer.popleft()
-            size = _size(item)
+            item = buffer.popleft()
+            size = len(item) if isinstance(item, _BYTES) else 1
             self._buffered -= size
             self.itemsOut += 1
             self.bytesOut += size
@@ -270,7 +333,7 @@ class Stage:
             upstream.resumeProducing()
 
     def _complete(self) -> None:
-        self._ended = True
+        self._ended = self._closed = True
         downstream = self.downstream
         if downstream is not None:
             downstream.unregisterProducer()
@@ -288,7 +351,7 @@ class Stage:
         """
         if self._ended:
             return
-        self._ended = True
+        self._ended = self._closed = True
         self._buffer.clear()
         upstream, self.upstream = self.upstream, None
         self.done.errback(reason)

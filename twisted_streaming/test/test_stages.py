@@ -296,6 +296,254 @@ class StageTests(SynchronousTestCase):
         self.assertEqual(stage.hexdigest(), hashlib.sha256(data).hexdigest())
 
 
+class _Upstream:
+    """
+    A streaming producer that records how it is paused and resumed.
+    """
+
+    def __init__(self) -> None:
+        self.calls: List[str] = []
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+
+    def stopProducing(self) -> None:
+        self.calls.append("stop")
+
+
+class _Recorder:
+    """
+    A consumer that records what is written to it and calls C{onWrite} with
+    its producer and the item before returning from each C{write}.
+    """
+
+    def __init__(self, onWrite: Optional[Any] = None) -> None:
+        self.items: List[Any] = []
+        self.producer: Any = None
+        self.onWrite = onWrite
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, item: Any) -> None:
+        self.items.append(item)
+        if self.onWrite is not None:
+            self.onWrite(self.producer, item)
+
+
+class StageWriteTests(SynchronousTestCase):
+    """
+    What L{Stage.write} does with the outputs of each item, whether it
+    delivers them at once or buffers them.
+    """
+
+    def attached(self, stage: Stage, onWrite: Optional[Any] = None) -> Any:
+        upstream = _Upstream()
+        consumer = _Recorder(onWrite)
+        stage.attach(consumer)  # type: ignore[arg-type]
+        stage.registerProducer(upstream, True)
+        return upstream, consumer
+
+    def test_countsBytesAndObjects(self) -> None:
+        """
+        Bytes count as their length and other objects as one, in and out.
+        """
+        stage = Stage(lambda item: [item, "tail"])
+        upstream, consumer = self.attached(stage)
+        for item in (b"abc", bytearray(b"de"), memoryview(b"f"), 7):
+            stage.write(item)
+        self.assertEqual((stage.itemsIn, stage.bytesIn), (4, 7))
+        self.assertEqual((stage.itemsOut, stage.bytesOut), (8, 11))
+        self.assertEqual(consumer.items[::2], [b"abc", b"de", b"f", 7])
+        self.assertEqual(consumer.items[1::2], ["tail"] * 4)
+        self.assertEqual(upstream.calls, [])
+
+    def test_pauseInsideTheFirstOfSeveralOutputs(self) -> None:
+        """
+        A pause from inside the write of an item's first output holds back
+        the rest, counted in the buffer; over the high water mark upstream
+        is paused, and a resume delivers the rest in order and resumes it.
+        """
+
+        def pauseOnce(producer: Any, item: Any) -> None:
+            if item == b"a1":
+                producer.pauseProducing()
+
+        stage = Stage(lambda b: [b + b"1", b + b"2", b + b"3"], highWater=4)
+        upstream, consumer = self.attached(stage, pauseOnce)
+        stage.write(b"a")
+        self.assertEqual(consumer.items, [b"a1"])
+        self.assertEqual((stage.itemsOut, stage.bytesOut, stage._buffered), (1, 2, 4))
+        self.assertEqual(upstream.calls, ["pause"])
+        stage.write(b"b")
+        self.assertEqual(consumer.items, [b"a1"])
+        stage.resumeProducing()
+        self.assertEqual(consumer.items, [b"a1", b"a2", b"a3", b"b1", b"b2", b"b3"])
+        self.assertEqual((stage.itemsOut, stage.bytesOut, stage._buffered), (6, 12, 0))
+        self.assertEqual(upstream.calls, ["pause", "resume"])
+
+    def test_pauseAndResumeInsideAWrite(self) -> None:
+        """
+        A pause and a resume from inside the write of an item's first output
+        leave the outputs in order, each delivered once, and upstream
+        resumed.
+        """
+
+        def pauseAndResume(producer: Any, item: Any) -> None:
+            if item == b"a1":
+                producer.pauseProducing()
+                producer.resumeProducing()
+
+        stage = Stage(lambda b: [b + b"1", b + b"2"], highWater=1, lowWater=1)
+        upstream, consumer = self.attached(stage, pauseAndResume)
+        stage.write(b"a")
+        stage.write(b"b")
+        self.assertEqual(consumer.items, [b"a1", b"a2", b"b1", b"b2"])
+        self.assertEqual(upstream.calls, ["pause", "resume"])
+        self.assertEqual(stage._buffered, 0)
+
+    def test_orderWhenUpstreamStageWritesFromInsideAWrite(self) -> None:
+        """
+        When a downstream write pauses and resumes the last of two stages,
+        and so resumes the first, which writes what it held back from inside
+        that write, everything still arrives once and in order.
+        """
+
+        def pauseAndResume(producer: Any, item: Any) -> None:
+            if item == b"a1":
+                producer.pauseProducing()
+                producer.resumeProducing()
+
+        first = Stage(lambda b: [b], highWater=1)
+        second = Stage(lambda b: [b + b"1", b + b"2"], highWater=1)
+        first.attach(second)
+        upstream, consumer = self.attached(second, pauseAndResume)
+        second.registerProducer(first, True)
+        first.registerProducer(upstream, True)
+        # The first stage holds b and c back while its consumer is paused.
+        first.pauseProducing()
+        first.write(b"a")
+        first.write(b"b")
+        first.write(b"c")
+        first.resumeProducing()
+        self.assertEqual(consumer.items, [b"a1", b"a2", b"b1", b"b2", b"c1", b"c2"])
+        self.assertEqual((first.itemsOut, second.itemsOut), (3, 6))
+
+    def test_generatorFailsTheWholeItem(self) -> None:
+        """
+        A L{Stage.process} that is a generator and raises after yielding
+        delivers nothing for that item and fails the stage with its name and
+        counts, stopping upstream.
+        """
+
+        class Failing(Stage):
+            def process(self, item: bytes) -> Iterable[bytes]:
+                yield item
+                if item == b"bad":
+                    raise ValueError("no")
+
+        stage = Failing(name="failing")
+        upstream, consumer = self.attached(stage)
+        stage.write(b"good")
+        stage.write(b"bad")
+        self.assertEqual(consumer.items, [b"good"])
+        failure = self.failureResultOf(stage.done, ValueError)
+        assert isinstance(failure, ContextFailure)
+        self.assertIn("'failing'", failure.context)
+        self.assertIn("after writing 7 bytes in 2 chunks", failure.context)
+        self.assertEqual(upstream.calls, ["stop"])
+        self.assertIsNone(consumer.producer)
+        self.assertRaises(ConsumerFinished, stage.write, b"late")
+
+    def test_downstreamWriteFails(self) -> None:
+        """
+        An error raised by the downstream consumer's C{write} fails the stage
+        with its counts, stops upstream and unregisters; the rest of that
+        item's outputs are not delivered.
+        """
+
+        def explode(producer: Any, item: Any) -> None:
+            if item == b"b1":
+                raise OSError("gone")
+
+        stage = Stage(lambda b: [b + b"1", b + b"2"], name="pair")
+        upstream, consumer = self.attached(stage, explode)
+        stage.write(b"a")
+        stage.write(b"b")
+        self.assertEqual(consumer.items, [b"a1", b"a2", b"b1"])
+        failure = self.failureResultOf(stage.done, OSError)
+        assert isinstance(failure, ContextFailure)
+        self.assertIn("'pair'", failure.context)
+        self.assertEqual((failure.bytesWritten, failure.chunksWritten), (2, 2))
+        self.assertEqual(upstream.calls, ["stop"])
+        self.assertIsNone(consumer.producer)
+
+    def test_noOutputPullsAgain(self) -> None:
+        """
+        An item with no output still asks a pull producer upstream for more,
+        on a later turn.
+        """
+        clock = Clock()
+        stage = Stage(lambda b: [], reactor=clock)
+        consumer = _Recorder()
+        stage.attach(consumer)  # type: ignore[arg-type]
+        upstream = _Upstream()
+        stage.registerProducer(upstream, False)
+        clock.advance(0)
+        self.assertEqual(upstream.calls, ["resume"])
+        stage.write(b"x")
+        clock.advance(0)
+        self.assertEqual(upstream.calls, ["resume", "resume"])
+        self.assertEqual(consumer.items, [])
+
+    def test_functionAndProcess(self) -> None:
+        """
+        A stage made from a function gives its outputs from C{process} too,
+        and a C{process} set on the instance later replaces it.
+        """
+        stage = Stage(lambda b: [b.upper()])
+        _, consumer = self.attached(stage)
+        self.assertEqual(list(stage.process(b"a")), [b"A"])
+        stage.write(b"b")
+        stage.process = lambda b: [b, b]  # type: ignore[method-assign, assignment]
+        stage.write(b"c")
+        self.assertEqual(consumer.items, [b"B", b"c", b"c"])
+
+    def test_finishDeliversHeldBackOutputs(self) -> None:
+        """
+        C{finish} while paused with outputs held back delivers them, then
+        the flushed ones, on resume, and only then finishes.
+        """
+
+        class Tail(Stage):
+            def process(self, item: bytes) -> Iterable[bytes]:
+                return (item, item)
+
+            def flush(self) -> Iterable[bytes]:
+                return [b"end"]
+
+        def pauseOnce(producer: Any, item: Any) -> None:
+            if len(consumer.items) == 1:
+                producer.pauseProducing()
+
+        stage = Tail()
+        _, consumer = self.attached(stage, pauseOnce)
+        stage.write(b"x")
+        stage.finish()
+        self.assertEqual(consumer.items, [b"x"])
+        self.assertNoResult(stage.done)
+        stage.resumeProducing()
+        self.assertEqual(consumer.items, [b"x", b"x", b"end"])
+        self.assertEqual(self.successResultOf(stage.done), 3)
+        self.assertIsNone(consumer.producer)
+
+
 class _Receiver(Protocol):
     """
     Feed what arrives into a stage, with the transport as its producer.
