@@ -211,10 +211,11 @@ class PushProducerPropertyTests(SynchronousTestCase):
                 else:
                     consumer.loseConnection()
         # Let it run to the end: undo any test pause, then drive events and
-        # the clock, a bounded number of times.
+        # the clock, a bounded number of times: enough for the consumer to
+        # drain every byte at its slowest rate, one byte a tick.
         consumer.calls.append(("resume",))
         producer.resumeProducing()
-        for _ in range(len(chunks) * 4 + 20):
+        for _ in range(sum(map(len, chunks)) + len(chunks) * 4 + 20):
             producer.event()
             clock.advance(0.001)
             if results and not clock.getDelayedCalls():
