@@ -292,7 +292,9 @@ class ProxyTests(ProxyTestsMixin, TestCase):
             sender, reader = None, client
         proxied = self.factory.clients[0].connection
         self.assertPath(proxied)
-        while not self.upstreams:
+        for _ in range(10_000):
+            if self.upstreams:
+                break
             await turn()
         source = sender.producer if sender else self.upstreams[0].producer
         assert source is not None
@@ -546,10 +548,14 @@ async def turn() -> None:
 
 async def connected(factory: RecordingProxyFactory) -> None:
     """
-    Wait until the first proxied connection has its upstream.
+    Wait until the first proxied connection has its upstream, for at most
+    10,000 reactor turns.
     """
-    while not factory.clients or factory.clients[0].connection.upstream is None:
+    for _ in range(10_000):
+        if factory.clients and factory.clients[0].connection.upstream is not None:
+            return
         await turn()
+    raise AssertionError("no upstream connection after 10,000 reactor turns")
 
 
 def paused(producer: BasePushProducer) -> Deferred[None]:

@@ -254,7 +254,9 @@ class BasePushProducerTests(SynchronousTestCase):
         self.assertTrue(producer.paused)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         received = b""
-        while not d.called:
+        for _ in range(1000):
+            if d.called:
+                break
             received += consumer.drain()
         self.assertEqual(self.successResultOf(d), 100)
         self.assertEqual(len(received + consumer.value()), 100)
@@ -432,7 +434,7 @@ class BasePushProducerTests(SynchronousTestCase):
         self.assertEqual(len(consumer.value()), 10_000)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         turns = 1
-        while not d.called:
+        while not d.called and turns < 100:
             runTurn(self.clock)
             turns += 1
         # Ten turns of writing, and one that finds the end.
@@ -467,7 +469,9 @@ class BasePushProducerTests(SynchronousTestCase):
         self.assertEqual((len(a.value()), len(b.value())), (5000, 5000))
         runTurn(self.clock)
         self.assertEqual((len(a.value()), len(b.value())), (10000, 10000))
-        while not (da.called and db.called):
+        for _ in range(100):
+            if da.called and db.called:
+                break
             runTurn(self.clock)
         self.assertEqual(
             (self.successResultOf(da), self.successResultOf(db)), (50000,) * 2

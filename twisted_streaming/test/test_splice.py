@@ -240,7 +240,9 @@ class SpliceTests(ProxyTestsMixin, TestCase):
         await connected(factory)
         connection = factory.clients[0].connection
         self.assertIsNot(connection.splice, None)
-        while not self.upstreams:
+        for _ in range(10_000):
+            if self.upstreams:
+                break
             await turn()
         upstream = self.upstreams[0]
         for n in (1, 2):

@@ -77,7 +77,9 @@ class StageTests(SynchronousTestCase):
     ) -> Any:
         sink = BackpressureConsumer(2**62, objects=objects)
         d = pipeline(Items(items, reactor=self.clock), *stages, sink=sink)
-        while not d.called:
+        for _ in range(100_000):
+            if d.called:
+                break
             self.clock.advance(0)
         self.successResultOf(d)
         self.assertTrue(sink.finished)
@@ -203,7 +205,9 @@ class StageTests(SynchronousTestCase):
         self.assertTrue(source.paused)
         self.assertLess(source.bytesWritten, 1024 * 1024)
         received = b""
-        while not d.called:
+        for _ in range(100_000):
+            if d.called:
+                break
             for stage in stages:
                 self.assertLessEqual(stage._buffered, stage.highWater + 16384)
             sink.drain()
@@ -288,7 +292,9 @@ class StageTests(SynchronousTestCase):
         sender = FileSender()
         sender.CHUNK_SIZE = 65536
         d = pipeline(lambda c: sender.beginFileTransfer(path, c), stage, sink=sink)
-        while not d.called:
+        for _ in range(100_000):
+            if d.called:
+                break
             self.clock.advance(0)
         self.successResultOf(d)
         self.assertEqual(sink.received, data)
