@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import zipfile
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor as _globalReactor
@@ -167,6 +167,7 @@ class _Twistd(ProcessProtocol):
         self.output = b""
         self.port: Deferred[int] = Deferred()
         self.ended: Deferred[None] = Deferred()
+        self.reason: Optional[Failure] = None
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
@@ -177,6 +178,7 @@ class _Twistd(ProcessProtocol):
     errReceived = outReceived
 
     def processEnded(self, reason: Failure) -> None:
+        self.reason = reason
         if not self.port.called:
             self.port.errback(RuntimeError(self.output.decode(errors="replace")))
         self.ended.callback(None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
 from typing import Any, List, Optional, cast
 
 from cryptography.hazmat.primitives import serialization
@@ -18,6 +19,7 @@ from twisted.internet.endpoints import (
     connectProtocol,
     wrapClientTLS,
 )
+from twisted.internet.error import ProcessTerminated
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -842,6 +844,50 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         # The statistics are logged when the connection ends.
         self.assertIn(b"5 bytes up, 11 bytes down", process.output)
         self.assertIn(b"(closed)", process.output)
+
+    async def test_realTwistdStopsMidStream(self) -> None:
+        """
+        SIGTERM while a connection is mid-stream, spliced or not, with every
+        buffer full because upstream has stopped reading: twistd stops
+        cleanly, with no traceback, after closing both connections and
+        logging their statistics.
+        """
+        upstreamPort = self.upstream(lambda: Peer(readPaused=True))
+        for extra in ([], ["--no-zero-copy"]):
+            process, stop = twistd(
+                self,
+                [
+                    "stream-proxy",
+                    "--listen",
+                    "tcp:0:interface=127.0.0.1",
+                    "--connect",
+                    f"tcp:127.0.0.1:{upstreamPort}",
+                    *extra,
+                ],
+                rb"ProxyFactory starting on (\d+)",
+            )
+            port = await process.port
+            client = await self.client(port, Peer(send=64 * MiB, seed=3))
+            assert client.producer is not None
+            await paused(client.producer)
+            await stop()
+            await client.lost
+            upstream = self.upstreams[-1]
+            # Reading again, it finds that the proxy has closed.
+            upstream.transport.resumeProducing()  # type: ignore[union-attr]
+            await upstream.lost
+            self.assertLess(upstream.received, 64 * MiB)
+            # A clean stop: the reactor's shutdown ran to its end, then
+            # twistd ended itself with the signal it was stopped by.
+            self.assertIn(b"Main loop terminated.", process.output)
+            assert process.reason is not None
+            ended = process.reason.value
+            assert isinstance(ended, ProcessTerminated), ended
+            self.assertEqual(ended.signal, signal.SIGTERM)
+            self.assertNotIn(b"Traceback", process.output)
+            self.assertRegex(
+                process.output, rb"Proxied .*: \d+ bytes up, \d+ bytes down"
+            )
 
     async def test_realTwistdManyConnections(self) -> None:
         """
