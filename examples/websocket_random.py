@@ -67,15 +67,25 @@ class BinaryMessages:
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
+        self.producer: Optional[IProducer] = None
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self.producer = producer
         self.protocol.transport.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
+        self.producer = None
         self.protocol.transport.unregisterProducer()
 
     def write(self, data: bytes) -> None:
-        self.protocol.sendMessage(data, isBinary=True)
+        protocol = self.protocol
+        if protocol.state != protocol.STATE_OPEN:
+            # Autobahn is closing (the peer's close, or a connection it
+            # failed) and would refuse the message: the stream is over.
+            if self.producer is not None:
+                self.producer.stopProducing()
+            return
+        protocol.sendMessage(data, isBinary=True)
 
 
 class RandomMessages(BasePushProducer):

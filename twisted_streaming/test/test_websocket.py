@@ -13,13 +13,15 @@ from typing import Any, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface import provider
 
 from twisted_streaming import ProducerStopped
 from twisted_streaming.test.test_examples import loadExample, reactor, run, serve
+from twisted_streaming.test.test_push import runTurn
 
 ws = loadExample("websocket_random")
 
@@ -78,6 +80,45 @@ def captureErrors(testCase: TestCase) -> List[Dict[str, Any]]:
     globalLogPublisher.addObserver(observe)
     testCase.addCleanup(globalLogPublisher.removeObserver, observe)
     return errors
+
+
+class BinaryMessagesTests(TestCase):
+    """
+    The example's consumer, over a stand-in for Autobahn's protocol.
+    """
+
+    def test_closingStopsProducer(self) -> None:
+        """
+        Once Autobahn has left the open state (a connection it failed with a
+        closing handshake refuses messages), a write stops the producer
+        instead of sending, and the producer ends as stopped.
+        """
+
+        class Protocol:
+            STATE_OPEN = 1
+            state = STATE_OPEN
+            sent: List[bytes] = []
+
+            def __init__(self) -> None:
+                self.transport = StringTransport()
+
+            def sendMessage(self, payload: bytes, isBinary: bool) -> None:
+                self.sent.append(payload)
+
+        clock = Clock()
+        protocol = Protocol()
+        producer = ws.RandomMessages(1000, 65536, random.Random(1), reactor=clock)
+        d = producer.startProducing(ws.BinaryMessages(protocol))
+        runTurn(clock)
+        self.assertGreater(len(protocol.sent), 0)
+        self.assertTrue(producer.producing)
+        protocol.state = 3
+        sent = len(protocol.sent)
+        runTurn(clock)
+        self.assertEqual(len(protocol.sent), sent)
+        self.assertFalse(producer.producing)
+        self.failureResultOf(d, ProducerStopped)
+        self.assertIsNone(protocol.transport.producer)
 
 
 class _ServerProtocol(ws.RandomServerProtocol):  # type: ignore[name-defined]
@@ -426,6 +467,39 @@ class PeerGoesAwayTests(TestCase):
         self.assertIsNone(protocol.transport.producer)
         await self.assertServesNext(server, 2)
         self.assertEqual(errors, [])
+
+    async def test_peerBreaksProtocol(self) -> None:
+        """
+        A client that sends bytes that are not a WebSocket frame mid-stream
+        makes Autobahn fail the connection; the producer stops (it is not an
+        error of the stream), nothing is logged as an error, and the next
+        client is served.
+        """
+        for failByDrop in (True, False):
+            await self.breakProtocol(failByDrop)
+
+    async def breakProtocol(self, failByDrop: bool) -> None:
+        errors = captureErrors(self)
+        server = _Server(self)
+        # Autobahn fails a connection by dropping TCP, or (failByDrop=False)
+        # by a closing handshake during which it refuses to send messages.
+        server.factory.setProtocolOptions(failByDrop=failByDrop)
+        opened = server.nextOpened()
+        client = await connect(server.url, 10**6)
+        protocol = await opened
+        await client.messageNumber(10)
+        # Reserved bits set and an unknown opcode: a protocol violation.
+        client.transport.write(b"\xff\xff" + b"\x00" * 16)
+        await client.done
+        outcome = await server.outcome(1)
+        self.assertTrue(outcome.reason.check(ProducerStopped), outcome.reason)
+        self.assertLess(outcome.messages, 10**6)
+        self.assertFalse(protocol.producer.producing)
+        self.assertIsNone(protocol.transport.producer)
+        await self.assertServesNext(server, 2)
+        self.assertEqual(
+            [e for e in errors if "log_failure" in e or e.get("isError")], []
+        )
 
     async def test_badRequestRefused(self) -> None:
         """
