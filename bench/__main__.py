@@ -38,11 +38,15 @@ def plotSweep(ax: Any) -> None:
     """
     rows = _rows("filesender_sweep.csv")
     sizes = [int(r["chunk_bytes"]) / 1024 for r in rows]
-    ax.plot(sizes, [float(r["mb_per_s"]) for r in rows], marker="o")
+    ax.plot(sizes, [float(r["mb_per_s"]) for r in rows], marker="o", label="TCP")
+    if "tls_mb_per_s" in rows[0]:
+        tls = [float(r["tls_mb_per_s"]) for r in rows]
+        ax.plot(sizes, tls, marker="s", label="TLS")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("chunk size (KiB)")
-    ax.set_ylabel("MB/s over TCP loopback")
+    ax.set_ylabel("MB/s over loopback")
     ax.set_title("FileSender read-and-write path: throughput by chunk size")
+    ax.legend(fontsize="small")
 
 
 def plotMemory(ax: Any) -> None:

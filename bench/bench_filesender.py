@@ -7,7 +7,7 @@ Run: python -m bench.bench_filesender [--quick] [--size-mib N] [--repeat N]
 
 The default run compares throughput and CPU over plain TCP and over TLS;
 C{--sweep} measures our read-and-write path at chunk sizes from 4 KiB to
-1 MiB; C{--memory} sends to a reader limited to 256 MB/s and samples the
+1 MiB, over plain TCP and over TLS (where that path is the one used); C{--memory} sends to a reader limited to 256 MB/s and samples the
 sender's RSS over time.  Tables and series land in C{bench/results}.
 """
 
@@ -141,7 +141,7 @@ def run(
     from twisted_streaming import FileSender
 
     path = _makeFile(size)
-    certFile = _writeCertificate() if mode == "compare" else None
+    certFile = _writeCertificate() if mode in ("compare", "sweep") else None
     plain = _startReceiver(bytesPerSecond=256_000_000 if mode == "memory" else None)
     tls = _startReceiver(certFile) if certFile else None
     rounds: Dict[str, List[Tuple[float, float]]] = {}
@@ -214,6 +214,9 @@ def run(
     if mode == "sweep":
         for chunk in chunks:
             cases.append((f"ours {chunk // 1024} KiB", sized(readWrite, chunk), False))
+        for chunk in chunks:
+            name = f"TLS: ours {chunk // 1024} KiB"
+            cases.append((name, sized(FileSender, chunk), True))
     elif mode == "memory":
         cases = [
             ("twisted FileSender (16 KiB)", basic.FileSender, False),
@@ -344,9 +347,28 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         out = os.path.join(RESULTS, "filesender_sweep.csv")
         with open(out, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["chunk_bytes", "mb_per_s", "cpu_s_per_gib"])
-            for (_, mbs, cpu), chunk in zip(results, chunks):
-                writer.writerow([chunk, f"{mbs:.0f}", f"{cpu:.3f}"])
+            writer.writerow(
+                [
+                    "chunk_bytes",
+                    "mb_per_s",
+                    "cpu_s_per_gib",
+                    "tls_mb_per_s",
+                    "tls_cpu_s_per_gib",
+                ]
+            )
+            plainRows, tlsRows = results[: len(chunks)], results[len(chunks) :]
+            for (_, mbs, cpu), (_, tlsMbs, tlsCpu), chunk in zip(
+                plainRows, tlsRows, chunks
+            ):
+                writer.writerow(
+                    [
+                        chunk,
+                        f"{mbs:.0f}",
+                        f"{cpu:.3f}",
+                        f"{tlsMbs:.0f}",
+                        f"{tlsCpu:.3f}",
+                    ]
+                )
         print(f"wrote {out}")
 
 

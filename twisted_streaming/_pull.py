@@ -131,12 +131,16 @@ class FileSender:
     @ivar lastSent: The last byte written to the consumer.
     """
 
-    # 128 KiB, from `python -m bench.bench_filesender --sweep` (4 KiB to
-    # 1 MiB over TCP loopback) on two machines that disagreed: one peaked at
-    # 1 MiB (128 KiB reached 83% of it, 2026-11-22), the other at 64 KiB
-    # (128 KiB reached 78-86%, 2026-11-29).  128 KiB loses least on either,
-    # and holds a quarter of the memory per transfer that 512 KiB would.
-    CHUNK_SIZE: int = 128 * 1024
+    # 64 KiB.  The chunk size matters only on the read-and-write path:
+    # TLS, a transform, a file without a descriptor (plain TCP and UNIX
+    # transports take os.sendfile).  `python -m bench.bench_filesender
+    # --sweep` (2026-11-29, docs/performance.rst): over TLS, CPU per byte
+    # from 64 KiB to 512 KiB is within 7% of 64 KiB's, and only 1 MiB saves
+    # more (14-15%), for sixteen times the memory per transfer; side by
+    # side with Twisted's FileSender at 64 KiB, ours at 64 KiB is at parity.
+    # Over plain TCP the sweep rises fourfold from 4 KiB to 32 KiB and is
+    # within this machine's noise from there on.
+    CHUNK_SIZE: int = 64 * 1024
     ZERO_COPY: bool = True
     ZERO_COPY_BYTES_PER_CALL: int = 4 * 1024 * 1024
 
