@@ -10,7 +10,10 @@ requests on stderr, and answers:
   - no C{Range} header: 200 and the whole file, with C{Content-Length};
   - one range, C{bytes=a-b}, C{bytes=a-} or C{bytes=-n}: 206 and those bytes,
     with C{Content-Range};
-  - a range that starts past the end of the file: 416.
+  - a range that starts past the end of the file: 416;
+  - a range with C{If-Range}: the range only if the date given is the file's
+    C{Last-Modified}, else 200 and the whole file (the file has changed, so
+    the part the client holds is stale).
 
 Memory stays flat however big the file: the sender reads one chunk each time
 the connection has room for it.  When a client goes away mid-transfer the
@@ -30,6 +33,7 @@ from twisted.internet.task import react
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath, InsecurePath
+from twisted.web.http import datetimeToString
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -87,7 +91,13 @@ class FileResource(Resource):
         request.setHeader(b"accept-ranges", b"bytes")
         kind = mimetypes.guess_type(path.basename())[0] or "application/octet-stream"
         request.setHeader(b"content-type", kind.encode())
+        modified = datetimeToString(int(path.getModificationTime()))
+        request.setHeader(b"last-modified", modified)
         byteRange = parseRange(request.getHeader(b"range"), size)
+        ifRange = request.getHeader(b"if-range")
+        if ifRange is not None and ifRange.strip() != modified:
+            # An entity tag (this server sends none) or another date.
+            byteRange = None
         if byteRange is None:
             first, last = 0, size - 1
         else:

@@ -181,7 +181,8 @@ class FileServerTests(TestCase):
         """
         The server sends a whole file with its length (and just the length
         for HEAD), single ranges of each form with 206 and C{Content-Range},
-        416 for a range past the end and 404 for a missing file.
+        416 for a range past the end and 404 for a missing file, and honours
+        C{If-Range} against its C{Last-Modified}.
         """
         size = 4 * 1024 * 1024
         path, expected = _makeFile(self, size)
@@ -203,6 +204,7 @@ class FileServerTests(TestCase):
 
         response, body = await get()
         self.assertEqual(response.code, 200)
+        (modified,) = response.headers.getRawHeaders(b"last-modified")
         # The client takes Content-Length out of the headers into length.
         self.assertEqual(response.length, size)
         self.assertEqual(hashlib.sha256(body).hexdigest(), expected)
@@ -237,6 +239,19 @@ class FileServerTests(TestCase):
 
         response, _ = await get(path=f"http://127.0.0.1:{port}/missing".encode())
         self.assertEqual(response.code, 404)
+
+        # If-Range: the range while the file is as the client last saw it,
+        # the whole file once it has changed.
+        for ifRange, code, length in [
+            (modified, 206, 10),
+            (b"Thu, 01 Jan 1970 00:00:00 GMT", 200, size),
+            (b'"some-etag"', 200, size),
+        ]:
+            headers = Headers({b"range": [b"bytes=0-9"], b"if-range": [ifRange]})
+            response = await agent.request(b"GET", url, headers)
+            body = await readBody(response)
+            self.assertEqual((response.code, len(body)), (code, length), ifRange)
+            self.assertEqual(body, content[:length])
 
     async def test_clientGoesAway(self) -> None:
         """
