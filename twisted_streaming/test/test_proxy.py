@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import random
 import signal
-from typing import Any, List, Optional, cast
+from typing import Any, Callable, List, Optional, Tuple, cast
 
 from cryptography.hazmat.primitives import serialization
 from twisted.application.service import IServiceMaker
@@ -811,6 +811,26 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         ):
             self.assertRaises(usage.UsageError, self.parse, *args)
 
+    def twistdProxy(
+        self, upstreamPort: int, *extra: str
+    ) -> Tuple[Any, Callable[[], Deferred[None]]]:
+        """
+        Start a real C{twistd -n stream-proxy} on 127.0.0.1 that forwards to
+        C{upstreamPort}, with the C{extra} options.
+        """
+        return twistd(
+            self,
+            [
+                "stream-proxy",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect",
+                f"tcp:127.0.0.1:{upstreamPort}",
+                *extra,
+            ],
+            rb"ProxyFactory starting on (\d+)",
+        )
+
     async def test_realTwistd(self) -> None:
         """
         A real C{twistd -n stream-proxy} forwards a half-closed request and
@@ -820,17 +840,7 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
             0, Factory.forProtocol(lambda: Peer(reply=True)), interface="127.0.0.1"
         )
         self.addCleanup(upstream.stopListening)
-        process, stop = twistd(
-            self,
-            [
-                "stream-proxy",
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-                "--connect",
-                f"tcp:127.0.0.1:{upstream.getHost().port}",
-            ],
-            rb"ProxyFactory starting on (\d+)",
-        )
+        process, stop = self.twistdProxy(upstream.getHost().port)
         port = await process.port
         client = Peer()
         got: List[bytes] = []
@@ -854,18 +864,7 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         """
         upstreamPort = self.upstream(lambda: Peer(readPaused=True))
         for extra in ([], ["--no-zero-copy"]):
-            process, stop = twistd(
-                self,
-                [
-                    "stream-proxy",
-                    "--listen",
-                    "tcp:0:interface=127.0.0.1",
-                    "--connect",
-                    f"tcp:127.0.0.1:{upstreamPort}",
-                    *extra,
-                ],
-                rb"ProxyFactory starting on (\d+)",
-            )
+            process, stop = self.twistdProxy(upstreamPort, *extra)
             port = await process.port
             client = await self.client(port, Peer(send=64 * MiB, seed=3))
             assert client.producer is not None
@@ -896,17 +895,7 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         complete intact and are logged as closed.
         """
         upstreamPort = self.upstream(lambda: Peer(echo=True))
-        process, stop = twistd(
-            self,
-            [
-                "stream-proxy",
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-                "--connect",
-                f"tcp:127.0.0.1:{upstreamPort}",
-            ],
-            rb"ProxyFactory starting on (\d+)",
-        )
+        process, stop = self.twistdProxy(upstreamPort)
         port = await process.port
         clients = [Peer(send=2**20, seed=i) for i in range(200)]
         await gatherResults(
