@@ -9,7 +9,7 @@ import hashlib
 import random
 import re
 from socket import SO_RCVBUF, SO_SNDBUF, SOL_SOCKET
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -189,6 +189,15 @@ class _Server:
         self._outcomeWaiters[number] = d
         return d
 
+    async def open(self, count: int, size: int = 65536) -> Tuple[Any, Any]:
+        """
+        Connect a real Autobahn client asking for C{count} messages of
+        C{size} bytes; return it and its server protocol once it is open.
+        """
+        opened = self.nextOpened()
+        client = await connect(self.url, count, size)
+        return client, await opened
+
     def nextOpened(self) -> Deferred[Any]:
         """
         Fire with the server protocol of the next connection to open.
@@ -342,9 +351,7 @@ class BackpressureTests(TestCase):
         errors = captureErrors(self)
         server = _Server(self)
         count, size = 1024, 65536  # 64 MiB: far more than any socket holds.
-        opened = server.nextOpened()
-        client = await connect(server.url, count, size)
-        protocol = await opened
+        client, protocol = await server.open(count, size)
         # Production starts on the next reactor turn.  Small kernel buffers
         # at both ends bound what is in flight as well as what the server
         # process holds.
@@ -383,9 +390,7 @@ class BackpressureTests(TestCase):
         """
         errors = captureErrors(self)
         server = _Server(self)
-        opened = server.nextOpened()
-        client = await connect(server.url, 10**6)
-        protocol = await opened
+        client, protocol = await server.open(10**6)
         await client.messageNumber(1)
         client.transport.pauseProducing()
         await waitForStall(protocol.producer)
@@ -421,9 +426,7 @@ class PeerGoesAwayTests(TestCase):
         """
         errors = captureErrors(self)
         server = _Server(self)
-        opened = server.nextOpened()
-        client = await connect(server.url, 10**6)
-        protocol = await opened
+        client, protocol = await server.open(10**6)
         # The example's own callbacks handle the producer's Deferred; the
         # outcome carries what it failed with.
         await client.messageNumber(10)
@@ -451,9 +454,7 @@ class PeerGoesAwayTests(TestCase):
         """
         errors = captureErrors(self)
         server = _Server(self)
-        opened = server.nextOpened()
-        client = await connect(server.url, 10**6)
-        protocol = await opened
+        client, protocol = await server.open(10**6)
         await client.messageNumber(10)
         client.sendClose(1000)
         received = await client.done
@@ -484,9 +485,7 @@ class PeerGoesAwayTests(TestCase):
         # Autobahn fails a connection by dropping TCP, or (failByDrop=False)
         # by a closing handshake during which it refuses to send messages.
         server.factory.setProtocolOptions(failByDrop=failByDrop)
-        opened = server.nextOpened()
-        client = await connect(server.url, 10**6)
-        protocol = await opened
+        client, protocol = await server.open(10**6)
         await client.messageNumber(10)
         # Reserved bits set and an unknown opcode: a protocol violation.
         client.transport.write(b"\xff\xff" + b"\x00" * 16)
