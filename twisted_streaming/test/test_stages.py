@@ -38,7 +38,7 @@ from twisted_streaming import (
     Unframe,
     pipeline,
 )
-from twisted_streaming.testing import BackpressureConsumer
+from twisted_streaming.testing import BackpressureConsumer, RecordingPushProducer
 
 reactor: Any = _globalReactor
 
@@ -302,24 +302,6 @@ class StageTests(SynchronousTestCase):
         self.assertEqual(stage.hexdigest(), hashlib.sha256(data).hexdigest())
 
 
-class _Upstream:
-    """
-    A streaming producer that records how it is paused and resumed.
-    """
-
-    def __init__(self) -> None:
-        self.calls: List[str] = []
-
-    def pauseProducing(self) -> None:
-        self.calls.append("pause")
-
-    def resumeProducing(self) -> None:
-        self.calls.append("resume")
-
-    def stopProducing(self) -> None:
-        self.calls.append("stop")
-
-
 class _Recorder:
     """
     A consumer that records what is written to it and calls C{onWrite} with
@@ -350,7 +332,7 @@ class StageWriteTests(SynchronousTestCase):
     """
 
     def attached(self, stage: Stage, onWrite: Optional[Any] = None) -> Any:
-        upstream = _Upstream()
+        upstream = RecordingPushProducer()
         consumer = _Recorder(onWrite)
         stage.attach(consumer)  # type: ignore[arg-type]
         stage.registerProducer(upstream, True)
@@ -386,13 +368,13 @@ class StageWriteTests(SynchronousTestCase):
         stage.write(b"a")
         self.assertEqual(consumer.items, [b"a1"])
         self.assertEqual((stage.itemsOut, stage.bytesOut, stage._buffered), (1, 2, 4))
-        self.assertEqual(upstream.calls, ["pause"])
+        self.assertEqual(upstream.calls, [("pause",)])
         stage.write(b"b")
         self.assertEqual(consumer.items, [b"a1"])
         stage.resumeProducing()
         self.assertEqual(consumer.items, [b"a1", b"a2", b"a3", b"b1", b"b2", b"b3"])
         self.assertEqual((stage.itemsOut, stage.bytesOut, stage._buffered), (6, 12, 0))
-        self.assertEqual(upstream.calls, ["pause", "resume"])
+        self.assertEqual(upstream.calls, [("pause",), ("resume",)])
 
     def test_pauseAndResumeInsideAWrite(self) -> None:
         """
@@ -411,7 +393,7 @@ class StageWriteTests(SynchronousTestCase):
         stage.write(b"a")
         stage.write(b"b")
         self.assertEqual(consumer.items, [b"a1", b"a2", b"b1", b"b2"])
-        self.assertEqual(upstream.calls, ["pause", "resume"])
+        self.assertEqual(upstream.calls, [("pause",), ("resume",)])
         self.assertEqual(stage._buffered, 0)
 
     def test_orderWhenUpstreamStageWritesFromInsideAWrite(self) -> None:
@@ -463,7 +445,7 @@ class StageWriteTests(SynchronousTestCase):
         assert isinstance(failure, ContextFailure)
         self.assertIn("'failing'", failure.context)
         self.assertIn("after writing 7 bytes in 2 chunks", failure.context)
-        self.assertEqual(upstream.calls, ["stop"])
+        self.assertEqual(upstream.calls, [("stop",)])
         self.assertIsNone(consumer.producer)
         self.assertRaises(ConsumerFinished, stage.write, b"late")
 
@@ -487,7 +469,7 @@ class StageWriteTests(SynchronousTestCase):
         assert isinstance(failure, ContextFailure)
         self.assertIn("'pair'", failure.context)
         self.assertEqual((failure.bytesWritten, failure.chunksWritten), (2, 2))
-        self.assertEqual(upstream.calls, ["stop"])
+        self.assertEqual(upstream.calls, [("stop",)])
         self.assertIsNone(consumer.producer)
 
     def test_noOutputPullsAgain(self) -> None:
@@ -499,13 +481,13 @@ class StageWriteTests(SynchronousTestCase):
         stage = Stage(lambda b: [], reactor=clock)
         consumer = _Recorder()
         stage.attach(consumer)  # type: ignore[arg-type]
-        upstream = _Upstream()
+        upstream = RecordingPushProducer()
         stage.registerProducer(upstream, False)
         clock.advance(0)
-        self.assertEqual(upstream.calls, ["resume"])
+        self.assertEqual(upstream.calls, [("resume",)])
         stage.write(b"x")
         clock.advance(0)
-        self.assertEqual(upstream.calls, ["resume", "resume"])
+        self.assertEqual(upstream.calls, [("resume",), ("resume",)])
         self.assertEqual(consumer.items, [])
 
     def test_functionAndProcess(self) -> None:
