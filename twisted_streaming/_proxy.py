@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_streaming._splice import PipePool, Splice
-from twisted_streaming._util import getReactor
+from twisted_streaming._flow import getReactor
 
 __all__ = ["ProxyFactory", "ProxyStatistics"]
 

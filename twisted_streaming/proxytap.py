@@ -12,7 +12,7 @@ from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.python import usage
 
 from twisted_streaming._proxy import ProxyFactory
-from twisted_streaming._util import getReactor
+from twisted_streaming._flow import getReactor
 
 #: The listen backlog used when --listen does not give one: the kernel's
 #: default of 50 overflows with a few hundred simultaneous connections.

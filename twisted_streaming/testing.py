@@ -31,7 +31,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_streaming._util import getReactor
+from twisted_streaming._flow import getReactor
 from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
 
 __all__ = [

@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 
 import twisted_streaming
 from twisted_streaming import interfaces
-from twisted_streaming._util import isFinishable
+from twisted_streaming._flow import isFinishable
 
 
 class ReExportTests(SynchronousTestCase):

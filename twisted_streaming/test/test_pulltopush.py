@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_streaming import FileSender, IPushProducer, ProducerStopped, PullToPush
+from twisted_streaming._flow import turnLoop
 
 
 def _turn(clock: Clock) -> None:
@@ -81,8 +82,8 @@ class PullToPushTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_yieldsAfterByteBudget(self) -> None:
-        """The loop writes at most maxBytesPerTurn per reactor turn."""
-        self.adapter.maxBytesPerTurn = 8
+        """The loop writes at most its reactor's turn budget per turn."""
+        turnLoop(self.clock).bytesPerTurn = 8
         self._startFile(b"x" * 20)
         _turn(self.clock)
         self.assertEqual(len(self.transport.value()), 8)
@@ -129,7 +130,7 @@ class PullToPushTests(SynchronousTestCase):
         """An endless pull producer is stopped and its loop cancelled."""
         pull = _CountingPull()
         pull.consumer = self.adapter
-        self.adapter.maxBytesPerTurn = 5
+        turnLoop(self.clock).bytesPerTurn = 5
         self.adapter.registerProducer(pull, False)
         _turn(self.clock)
         self.assertEqual(pull.resumes, 5)

@@ -25,6 +25,8 @@ from twisted_streaming import (
     ProducerStateError,
     ProducerStopped,
 )
+from twisted_streaming._flow import turnLoop
+from twisted_streaming._push import STEP_BYTES
 
 reactor: Any = _globalReactor
 
@@ -258,6 +260,9 @@ class BasePushProducerTests(SynchronousTestCase):
             if d.called:
                 break
             received += consumer.drain()
+            # The loop carries on on a later turn, never inside the resume.
+            self.assertEqual(consumer.value(), b"")
+            self.clock.advance(0)
         self.assertEqual(self.successResultOf(d), 100)
         self.assertEqual(len(received + consumer.value()), 100)
 
@@ -274,6 +279,7 @@ class BasePushProducerTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(consumer.value(), b"")
         producer.resumeProducing()
+        self.clock.advance(0)
         self.assertEqual(self.successResultOf(d), 50)
         self.assertEqual(producer.events, ["started", "paused", "resumed"])
 
@@ -422,13 +428,12 @@ class BasePushProducerTests(SynchronousTestCase):
 
     def test_fairnessYieldsAfterBudget(self) -> None:
         """
-        With a consumer that never pauses, the loop writes at most one turn's
-        budget and schedules the rest for later turns.
+        With a consumer that never pauses, a turn of the loop writes at most
+        its budget and the rest waits for later turns.
         """
         consumer = TransportLikeConsumer()
         producer = ChunkProducer(100, size=1000, reactor=self.clock)
-        producer.maxBytesPerTurn = 10_000
-        producer.maxSecondsPerTurn = 60  # Only the byte budget is tested here.
+        turnLoop(self.clock).bytesPerTurn = 10_000
         d = producer.startProducing(consumer)
         runTurn(self.clock)
         self.assertEqual(len(consumer.value()), 10_000)
@@ -443,32 +448,32 @@ class BasePushProducerTests(SynchronousTestCase):
 
     def test_timeBudgetAlwaysMakesProgress(self) -> None:
         """
-        With no time budget at all, each turn still writes one chunk.
+        With no time budget at all, each turn still writes one step.
         """
         consumer = TransportLikeConsumer()
-        producer = ChunkProducer(3, reactor=self.clock)
-        producer.maxSecondsPerTurn = 0
+        producer = ChunkProducer(3, size=STEP_BYTES, reactor=self.clock)
+        turnLoop(self.clock).secondsPerTurn = 0
         d = producer.startProducing(consumer)
-        for expected in (10, 20, 30):
+        for expected in (1, 2, 3):
             runTurn(self.clock)
-            self.assertEqual(len(consumer.value()), expected)
+            self.assertEqual(len(consumer.value()), expected * STEP_BYTES)
         runTurn(self.clock)
-        self.assertEqual(self.successResultOf(d), 30)
+        self.assertEqual(self.successResultOf(d), 3 * STEP_BYTES)
 
     def test_twoProducersShareTheReactor(self) -> None:
         """
-        Two producers whose consumers never pause take turns.
+        Two producers whose consumers never pause take turns within one
+        budget per turn: the budget is the reactor's, not each producer's.
         """
         a, b = TransportLikeConsumer(), TransportLikeConsumer()
         pa = ChunkProducer(50, size=1000, reactor=self.clock)
         pb = ChunkProducer(50, size=1000, reactor=self.clock)
-        pa.maxBytesPerTurn = pb.maxBytesPerTurn = 5000
-        pa.maxSecondsPerTurn = pb.maxSecondsPerTurn = 60
+        turnLoop(self.clock).bytesPerTurn = 5000
         da, db = pa.startProducing(a), pb.startProducing(b)
         runTurn(self.clock)
-        self.assertEqual((len(a.value()), len(b.value())), (5000, 5000))
+        self.assertEqual(len(a.value()) + len(b.value()), 5000)
         runTurn(self.clock)
-        self.assertEqual((len(a.value()), len(b.value())), (10000, 10000))
+        self.assertEqual((len(a.value()), len(b.value())), (5000, 5000))
         for _ in range(100):
             if da.called and db.called:
                 break
@@ -476,6 +481,26 @@ class BasePushProducerTests(SynchronousTestCase):
         self.assertEqual(
             (self.successResultOf(da), self.successResultOf(db)), (50000,) * 2
         )
+
+    def test_manyProducersOneBudget(self) -> None:
+        """
+        However many producers have data, one turn writes no more than one
+        budget (plus the step that crossed it): the reactor gets back to its
+        other work as soon as with one.
+        """
+        consumers = [TransportLikeConsumer() for _ in range(100)]
+        producers = [
+            ChunkProducer(1000, size=1000, reactor=self.clock) for _ in consumers
+        ]
+        turnLoop(self.clock).bytesPerTurn = 10_000
+        done = [p.startProducing(c) for p, c in zip(producers, consumers)]
+        runTurn(self.clock)
+        total = sum(len(c.value()) for c in consumers)
+        self.assertGreaterEqual(total, 10_000)
+        self.assertLessEqual(total, 10_000 + 1000)
+        for producer, d in zip(producers, done):
+            producer.stopProducing()
+            self.failureResultOf(d, ProducerStopped)
 
     def test_emptyChunksAreSkipped(self) -> None:
         """

@@ -209,7 +209,7 @@ class StageTests(SynchronousTestCase):
             if d.called:
                 break
             for stage in stages:
-                self.assertLessEqual(stage._buffered, stage.highWater + 16384)
+                self.assertLessEqual(stage.buffered, stage.highWater + 16384)
             sink.drain()
             received = sink.received  # type: ignore[assignment]
             self.clock.advance(0)
@@ -367,13 +367,13 @@ class StageWriteTests(SynchronousTestCase):
         upstream, consumer = self.attached(stage, pauseOnce)
         stage.write(b"a")
         self.assertEqual(consumer.items, [b"a1"])
-        self.assertEqual((stage.itemsOut, stage.bytesOut, stage._buffered), (1, 2, 4))
+        self.assertEqual((stage.itemsOut, stage.bytesOut, stage.buffered), (1, 2, 4))
         self.assertEqual(upstream.calls, [("pause",)])
         stage.write(b"b")
         self.assertEqual(consumer.items, [b"a1"])
         stage.resumeProducing()
         self.assertEqual(consumer.items, [b"a1", b"a2", b"a3", b"b1", b"b2", b"b3"])
-        self.assertEqual((stage.itemsOut, stage.bytesOut, stage._buffered), (6, 12, 0))
+        self.assertEqual((stage.itemsOut, stage.bytesOut, stage.buffered), (6, 12, 0))
         self.assertEqual(upstream.calls, [("pause",), ("resume",)])
 
     def test_pauseAndResumeInsideAWrite(self) -> None:
@@ -394,7 +394,7 @@ class StageWriteTests(SynchronousTestCase):
         stage.write(b"b")
         self.assertEqual(consumer.items, [b"a1", b"a2", b"b1", b"b2"])
         self.assertEqual(upstream.calls, [("pause",), ("resume",)])
-        self.assertEqual(stage._buffered, 0)
+        self.assertEqual(stage.buffered, 0)
 
     def test_orderWhenUpstreamStageWritesFromInsideAWrite(self) -> None:
         """
@@ -410,10 +410,10 @@ class StageWriteTests(SynchronousTestCase):
 
         first = Stage(lambda b: [b], highWater=1)
         second = Stage(lambda b: [b + b"1", b + b"2"], highWater=1)
+        consumer = _Recorder(pauseAndResume)
+        second.attach(consumer)  # type: ignore[arg-type]
         first.attach(second)
-        upstream, consumer = self.attached(second, pauseAndResume)
-        second.registerProducer(first, True)
-        first.registerProducer(upstream, True)
+        first.registerProducer(RecordingPushProducer(), True)
         # The first stage holds b and c back while its consumer is paused.
         first.pauseProducing()
         first.write(b"a")
