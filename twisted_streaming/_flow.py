@@ -352,12 +352,17 @@ class Upstream:
         self.producer = None
         self._flag.paused = False
 
-    def pause(self) -> None:
+    def pause(self, repeat: bool = False) -> None:
         """
-        Pause a streaming producer, unless it is paused already.
+        Pause a streaming producer, unless it is paused already (or even
+        then, if C{repeat}: what a transport does, for fakes that behave like
+        one).
         """
         if self.producer is not None and self.streaming:
-            self._flag.pause()
+            if repeat and self._flag.paused:
+                self.producer.pauseProducing()
+            else:
+                self._flag.pause()
 
     def resume(self) -> None:
         """
@@ -511,7 +516,7 @@ class Flow:
 
     reusable = False
 
-    consumer: Optional[Any] = None
+    consumer: Any = None
     bytesWritten: int = 0
     chunksWritten: int = 0
 

@@ -37,9 +37,9 @@ from twisted_streaming import (
     ProducerStopped,
     ProxyFactory,
     ProxyStatistics,
-    proxytap,
 )
 from twisted_streaming._proxy import _Reader, _UpstreamSide
+from twisted_streaming.tap import streamproxy as proxytap
 from twisted_streaming.test.test_faults import selfSigned
 from twisted_streaming.test.test_plugin import twistd
 
@@ -194,13 +194,28 @@ class ProxyTestsMixin:
 
     def upstream(self, make: Any) -> int:
         self.upstreams: List[Peer] = []
+        self._upstreamWaiters: List[Tuple[int, Deferred[Peer]]] = []
 
         def build() -> Peer:
             peer = make()
             self.upstreams.append(peer)
+            for waiter in list(self._upstreamWaiters):
+                if len(self.upstreams) >= waiter[0]:
+                    self._upstreamWaiters.remove(waiter)
+                    waiter[1].callback(peer)
             return peer
 
         return self.listen(Factory.forProtocol(build), backlog=1024)
+
+    def upstreamNumber(self, n: int) -> Deferred[Peer]:
+        """
+        Fire with the C{n}th upstream connection (from 1) once it is made.
+        """
+        if len(self.upstreams) >= n:
+            return succeed(self.upstreams[n - 1])
+        d: Deferred[Peer] = Deferred()
+        self._upstreamWaiters.append((n, d))
+        return d
 
     def proxy(self, upstreamPort: int, **kwargs: Any) -> int:
         kwargs.setdefault("zeroCopy", self.zeroCopy)
@@ -765,11 +780,11 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
 
     def test_discovered(self) -> None:
         """
-        twistd lists C{stream-proxy}, pointing at L{proxytap}.
+        twistd lists C{stream-proxy}, pointing at L{twisted_streaming.tap.streamproxy}.
         """
         makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
         maker: Any = makers["stream-proxy"]
-        self.assertEqual(maker.module, "twisted_streaming.proxytap")
+        self.assertEqual(maker.module, "twisted_streaming.tap.streamproxy")
 
     def test_options(self) -> None:
         """
@@ -863,15 +878,17 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         logging their statistics.
         """
         upstreamPort = self.upstream(lambda: Peer(readPaused=True))
-        for extra in ([], ["--no-zero-copy"]):
+        for number, extra in enumerate(([], ["--no-zero-copy"]), 1):
             process, stop = self.twistdProxy(upstreamPort, *extra)
             port = await process.port
             client = await self.client(port, Peer(send=64 * MiB, seed=3))
             assert client.producer is not None
+            # The client is paused as soon as the proxy stops reading it,
+            # which it does until upstream is connected: wait for both.
+            upstream = await self.upstreamNumber(number)
             await paused(client.producer)
             await stop()
             await client.lost
-            upstream = self.upstreams[-1]
             # Reading again, it finds that the proxy has closed.
             upstream.transport.resumeProducing()  # type: ignore[union-attr]
             await upstream.lost
