@@ -38,7 +38,9 @@ from twisted_streaming import (
     ProxyFactory,
     ProxyStatistics,
 )
+from twisted_streaming import _proxy as proxyModule
 from twisted_streaming._proxy import _Reader, _UpstreamSide
+from twisted_streaming._transportinternals import unsentBytes
 from twisted_streaming.tap import streamproxy as proxytap
 from twisted_streaming.test.test_faults import selfSigned
 from twisted_streaming.test.test_plugin import twistd
@@ -320,9 +322,7 @@ class ProxyTests(ProxyTestsMixin, TestCase):
         # transports' buffers (or, splicing, its two pipes), though 64 MiB
         # are waiting to be sent.
         sides = [proxied.client, proxied.upstream]
-        held = sum(
-            len(s.transport.dataBuffer) + s.transport._tempDataLen for s in sides
-        )
+        held = sum(unsentBytes(s.transport) for s in sides)
         limit = 512 * 1024
         if proxied.splice is not None:
             held += proxied.splice.buffered
@@ -634,6 +634,47 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         return transport
 
+    def test_statisticsOnTheReactorsClock(self) -> None:
+        """
+        A connection's statistics are timed by the proxy's reactor, as its
+        timeouts are (before, by C{time.time}).
+        """
+        self.clock.advance(1000)
+        factory = ProxyFactory.forEndpoint(
+            FakeEndpoint(), reactor=self.clock, onConnectionDone=self.done.append
+        )
+        transport = self.connect(factory)
+        statistics = transport.protocol.connection.statistics
+        self.assertEqual(statistics.started, 1000)
+        self.clock.advance(2.5)
+        self.assertEqual(statistics.duration, 2.5)
+        connection = transport.protocol.connection
+        connection.client.connectionLost(Failure(Exception("gone")))
+        connection.upstream.connectionLost(Failure(Exception("gone")))
+        self.assertEqual(self.done[0].ended, 1002.5)
+        self.assertEqual(self.done[0].duration, 2.5)
+
+    def test_connectTimeoutAppliedOnce(self) -> None:
+        """
+        An upstream named by host name is reached through an endpoint made
+        with the connect timeout, and no second timer is set on top (before,
+        there were two).
+        """
+        made: List[Any] = []
+
+        class Endpoint(FakeEndpoint):
+            def __init__(self, reactor: Any, host: str, port: int, timeout: float):
+                super().__init__(never=True)
+                self.timeout = timeout
+                made.append(self)
+
+        self.patch(proxyModule, "HostnameEndpoint", Endpoint)
+        factory = ProxyFactory("localhost", 80, reactor=self.clock, connectTimeout=7)
+        self.connect(factory)
+        self.assertEqual([e.timeout for e in made], [7])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        made[0].attempts[0].errback(Failure(Exception("timed out")))
+
     def test_connectTimeout(self) -> None:
         """
         A client whose upstream does not answer within C{connectTimeout} is
@@ -785,6 +826,24 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
         maker: Any = makers["stream-proxy"]
         self.assertEqual(maker.module, "twisted_streaming.tap.streamproxy")
+
+    def test_connectTimeoutOverEndpointDefault(self) -> None:
+        """
+        C{--connect-timeout} longer than a C{tcp:} endpoint's default of 30
+        seconds is the one that applies, once (before, the endpoint gave up
+        after 30 seconds whatever it said).
+        """
+        for given, endpointTimeout, timers in (("60", 60, 0), ("2.5", 3, 1)):
+            reactor = MemoryReactorClock()
+            options = self.parse(
+                "--listen", "tcp:0", "--connect", "tcp:127.0.0.1:9",
+                "--connect-timeout", given,
+            )  # fmt: skip
+            service: Any = proxytap.makeService(options, reactor=reactor)
+            protocol = service.factory.buildProtocol(None)
+            protocol.makeConnection(StringTransport())
+            self.assertEqual(reactor.tcpClients[0][3], endpointTimeout)
+            self.assertEqual(len(reactor.getDelayedCalls()), timers)
 
     def test_options(self) -> None:
         """

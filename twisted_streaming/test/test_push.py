@@ -832,3 +832,139 @@ def producer_paused(producer: ChunkProducer) -> Deferred[None]:
 
     producer.producingPaused = paused  # type: ignore[method-assign]
     return d
+
+
+class RefusingConsumer(TransportLikeConsumer):
+    """
+    A consumer that already has a streaming producer, as a transport that a
+    second producer is started on.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = ChunkProducer(0)
+        self.registerProducer(self.first, True)
+        self.calls.clear()
+
+
+class LifecycleEdgeTests(SynchronousTestCase):
+    """
+    The edges of L{BasePushProducer}'s lifecycle that the flow core fixed:
+    each test failed before it.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def test_refusedRegistration(self) -> None:
+        """
+        On a consumer that refuses it (it has a producer already), the
+        Deferred fails with the consumer's error; nothing is ever written to
+        the consumer, and its own producer stays registered and is told
+        nothing.
+        """
+        consumer = RefusingConsumer()
+        producer = ChunkProducer(3, reactor=self.clock)
+        d = producer.startProducing(consumer)
+        failure = self.failureResultOf(d, RuntimeError)
+        self.assertIn("Cannot register two producers", failure.getErrorMessage())
+        self.clock.advance(0)
+        self.assertEqual(consumer.value(), b"")
+        self.assertEqual(producer.made, 0)
+        self.assertIs(consumer.producer, consumer.first)
+        self.assertEqual(consumer.first.events, [])
+        self.assertEqual(consumer.calls, ["register"])
+        self.assertFalse(producer.producing)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unregistersOnlyItself(self) -> None:
+        """
+        Stopped after its consumer has forgotten it and taken another
+        producer, a producer leaves that other producer registered.
+        """
+        consumer = TransportLikeConsumer()
+        producer = ChunkProducer(3, reactor=self.clock)
+        d = producer.startProducing(consumer)
+        consumer.unregisterProducer()
+        other = ChunkProducer(0)
+        consumer.registerProducer(other, True)
+        producer.stopProducing()
+        self.failureResultOf(d, ProducerStopped)
+        self.assertIs(consumer.producer, other)
+        self.clock.advance(0)
+
+    def test_failureRunsTheCleanupHook(self) -> None:
+        """
+        A producer that fails (not only one that is stopped) is told so in
+        C{producingStopped}, once, after it has unregistered and before its
+        Deferred fires.
+        """
+        consumer = TransportLikeConsumer()
+        producer = FailingProducer(10, reactor=self.clock)
+        d = producer.startProducing(consumer)
+
+        def fired(failure: Failure) -> None:
+            producer.events.append(f"fired {failure.type.__name__}")  # type: ignore[union-attr]
+
+        d.addErrback(fired)
+        original = producer.producingStopped
+
+        def stopped() -> None:
+            self.assertIsNone(consumer.producer)
+            original()
+
+        producer.producingStopped = stopped  # type: ignore[method-assign]
+        self.clock.advance(0)
+        self.assertEqual(producer.events, ["started", "stopped", "fired Boom"])
+
+    def test_resumeNeverWritesBeforeReturning(self) -> None:
+        """
+        C{resumeProducing} does not run the produce loop: a consumer that
+        resumes several producers in a row is not written to (and re-entered)
+        until it returns.
+        """
+        consumer = TransportLikeConsumer(threshold=5)
+        producer = ChunkProducer(4, reactor=self.clock)
+        d = producer.startProducing(consumer)
+        self.clock.advance(0)
+        self.assertTrue(producer.paused)
+        consumer.clear()
+        producer.resumeProducing()
+        self.assertEqual(consumer.value(), b"")
+        self.clock.advance(0)
+        self.assertEqual(len(consumer.value()), 10)
+        while not d.called:
+            consumer.drain()
+            self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), 40)
+
+
+class TwoProducersOneConnectionTests(TestCase):
+    """
+    The mistake a user makes with two producers and one connection, over
+    real TCP.
+    """
+
+    async def test_secondProducerFailsAndWritesNothing(self) -> None:
+        """
+        A second producer started on a connection that already streams one
+        fails with the transport's error, and the peer receives exactly the
+        first producer's stream: no stray bytes of the second mixed in.
+        """
+        from twisted_streaming.testing import loopbackReceive
+
+        first = ChunkProducer(200, size=10_000)
+        second = ChunkProducer(200, size=10_000)
+        outcomes: List[Failure] = []
+
+        def start(transport: Any) -> Deferred[int]:
+            done = first.startProducing(transport)
+            second.startProducing(transport).addErrback(outcomes.append)
+            return done
+
+        received = await loopbackReceive(start, slowReader=2)
+        expected = b"".join((b"%09d\n" % (i,) * 1001)[:10_000] for i in range(1, 201))
+        self.assertEqual(received, expected)
+        self.assertEqual(len(outcomes), 1)
+        self.assertTrue(outcomes[0].check(RuntimeError))
+        self.assertEqual(second.made, 0)
