@@ -7,6 +7,7 @@ from twisted_streaming._compression import Compress, Decompress
 from twisted_streaming._failure import ContextFailure
 from twisted_streaming._fileconsumer import FileConsumer
 from twisted_streaming._filesender import FileSender
+from twisted_streaming._flow import TurnLoop, turnLoop
 from twisted_streaming._framing import Frame, Unframe
 from twisted_streaming._hashing import HashStage
 from twisted_streaming._lines import LineJoiner, LineSplitter
@@ -50,7 +51,9 @@ __all__ = [
     "ProxyStatistics",
     "PullToPush",
     "Stage",
+    "TurnLoop",
     "Unframe",
     "__version__",
     "pipeline",
+    "turnLoop",
 ]

@@ -6,7 +6,7 @@ chain of producers and consumers it travelled, and the item that set it off.
 from __future__ import annotations
 
 import reprlib
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from twisted.python.failure import Failure
 
@@ -32,6 +32,23 @@ def _downstreamOf(obj: object) -> Any:
     return getattr(obj, "consumer", None) or getattr(obj, "downstream", None)
 
 
+def _links(start: object, seen: set[int], step: Callable[[object], Any]) -> List[str]:
+    """
+    The reprs of the links from C{start} on, following C{step}, stopping at
+    a cycle or after L{_MAX_LINKS}.
+    """
+    links: List[str] = []
+    link = step(start)
+    while link is not None:
+        if id(link) in seen or len(links) >= _MAX_LINKS:
+            links.append("...")
+            break
+        seen.add(id(link))
+        links.append(repr(link))
+        link = step(link)
+    return links
+
+
 def chainOf(where: object) -> Tuple[str, ...]:
     """
     The chain C{where} is part of, from its source to its sink, each link
@@ -39,24 +56,8 @@ def chainOf(where: object) -> Tuple[str, ...]:
     attributes and downstream through C{consumer} or C{downstream}.
     """
     seen = {id(where)}
-    before: List[str] = []
-    link = _upstreamOf(where)
-    while link is not None:
-        if id(link) in seen or len(before) >= _MAX_LINKS:
-            before.append("...")
-            break
-        seen.add(id(link))
-        before.append(repr(link))
-        link = _upstreamOf(link)
-    after: List[str] = []
-    link = _downstreamOf(where)
-    while link is not None:
-        if id(link) in seen or len(after) >= _MAX_LINKS:
-            after.append("...")
-            break
-        seen.add(id(link))
-        after.append(repr(link))
-        link = _downstreamOf(link)
+    before = _links(where, seen, _upstreamOf)
+    after = _links(where, seen, _downstreamOf)
     return (*reversed(before), repr(where), *after)
 
 

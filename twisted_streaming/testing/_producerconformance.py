@@ -33,7 +33,10 @@ __all__ = [
 MakeProducer = Callable[[Clock], Any]
 StartProducer = Callable[[Any, Any], Optional[Deferred[Any]]]
 
-#: What L{defaultStart} gives a C{FileSender}-style producer to send: 40 KiB.
+#: What L{defaultStart} gives a C{FileSender}-style producer to send: 40 KiB,
+#: each byte value in turn.
+#:
+#: :meta hide-value:
 FILE_DATA = bytes(range(256)) * 160
 
 # Bounds that keep a broken producer from looping forever.
@@ -345,6 +348,18 @@ class _ConformanceBase:
             return None
         return self.expectedData
 
+    def test_stopUnregistersAndIsFinal(self) -> None:
+        """
+        Stop unregisters, releases resources and makes later calls harmless.
+        """
+        checkStop(self.makeProducer, self.start, self.resourcesReleased)
+
+    def test_completesOnceAndCleanly(self) -> None:
+        """
+        The completion fires exactly once and nothing is left scheduled.
+        """
+        checkCompletion(self.makeProducer, self.start, self._expected())
+
 
 class PushProducerConformanceMixin(_ConformanceBase):
     """
@@ -365,18 +380,6 @@ class PushProducerConformanceMixin(_ConformanceBase):
         """
         checkNoWriteAfterPause(self.makeProducer, self.start)
 
-    def test_stopUnregistersAndIsFinal(self) -> None:
-        """
-        Stop unregisters, releases resources and makes later calls harmless.
-        """
-        checkStop(self.makeProducer, self.start, self.resourcesReleased)
-
-    def test_completesOnceAndCleanly(self) -> None:
-        """
-        The completion fires exactly once and nothing is left scheduled.
-        """
-        checkCompletion(self.makeProducer, self.start, self._expected())
-
 
 class PullProducerConformanceMixin(_ConformanceBase):
     """
@@ -390,15 +393,3 @@ class PullProducerConformanceMixin(_ConformanceBase):
         Each resumeProducing gets exactly one write until the end.
         """
         checkOneWritePerResume(self.makeProducer, self.start)
-
-    def test_stopUnregistersAndIsFinal(self) -> None:
-        """
-        Stop unregisters, releases resources and makes later calls harmless.
-        """
-        checkStop(self.makeProducer, self.start, self.resourcesReleased)
-
-    def test_completesOnceAndCleanly(self) -> None:
-        """
-        The completion fires exactly once and nothing is left scheduled.
-        """
-        checkCompletion(self.makeProducer, self.start, self._expected())
