@@ -24,6 +24,8 @@ from twisted.internet.interfaces import (
     IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
     IPushProducer,
+    IReactorTCP,
+    IReactorTime,
     ISSLTransport,
     IStreamClientEndpoint,
 )
@@ -249,7 +251,7 @@ class _Connection:
         if address is not None:
             # The reactor's own connector: no endpoint, no Deferred, and its
             # timeout is the connect timeout.
-            self._connecting = reactor.connectTCP(
+            self._connecting = cast(IReactorTCP, reactor).connectTCP(
                 address[0],
                 address[1],
                 _UpstreamFactory(self, True),
@@ -476,7 +478,7 @@ class ProxyFactory(ServerFactory):
         host: str,
         port: int,
         *,
-        reactor: Optional[Any] = None,
+        reactor: Optional[IReactorTime] = None,
         connectTimeout: float = 30,
         idleTimeout: Optional[float] = None,
         maxConnections: Optional[int] = None,
@@ -527,7 +529,11 @@ class ProxyFactory(ServerFactory):
         return factory
 
     @property
-    def reactor(self) -> Any:
+    def reactor(self) -> IReactorTime:
+        """
+        The reactor connections are timed and, for an upstream given by IP
+        address, made with (it must then provide C{IReactorTCP} too).
+        """
         if self._reactor is None:
             # The global reactor, looked up when first needed (importing it
             # installs one), then kept.

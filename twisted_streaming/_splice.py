@@ -421,7 +421,7 @@ class Splice:
         pool: Optional[PipePool] = None,
     ) -> None:
         self.owner = owner
-        self.reactor: Any = a.reactor
+        self.reactor: IReactorFDSet = a.reactor
         self.stopped = False
         self._pipes = pipes
         self._pool = pool

@@ -100,6 +100,9 @@ def _withTimeout(description: str, timeout: float) -> Tuple[str, bool]:
 def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     """
     The proxy, listening on C{options["listen"]}.
+
+    @param reactor: The reactor (the global one if L{None}); which of its
+        interfaces are needed depends on the endpoint strings.
     """
     reactor = getReactor(reactor)
     connect, timesOut = _withTimeout(options["connect"], options["connect-timeout"])

@@ -4,10 +4,18 @@ A stream sent over a real TCP connection on 127.0.0.1, and what arrived.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, cast
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.protocol import (
+    ClientFactory,
+    Factory,
+    Protocol,
+    ServerFactory,
+    connectionDone,
+)
 from twisted.python.failure import Failure
 
 from twisted_streaming._flow import getReactor
@@ -16,7 +24,7 @@ __all__ = ["loopbackReceive"]
 
 
 class _Receiver(Protocol):
-    def __init__(self, slowReader: int, reactor: Any) -> None:
+    def __init__(self, slowReader: int, reactor: IReactorTime) -> None:
         self.slowReader = slowReader
         self.reactor = reactor
         self.chunks: List[bytes] = []
@@ -81,7 +89,7 @@ class _ClientFactory(ClientFactory):
 
 def loopbackReceive(
     startFn: Callable[[Any], Optional[Deferred[Any]]],
-    reactor: Any = None,
+    reactor: Optional[IReactorTCP] = None,
     slowReader: int = 0,
 ) -> Deferred[bytes]:
     """
@@ -109,15 +117,19 @@ def loopbackReceive(
     from twisted.internet.defer import gatherResults
 
     reactor = getReactor(reactor)
+    clock = cast(IReactorTime, reactor)
     server = _Sender(startFn)
-    client = _Receiver(slowReader, reactor)
+    client = _Receiver(slowReader, clock)
     port = reactor.listenTCP(
-        0, Factory.forProtocol(lambda: server), interface="127.0.0.1"
+        0,
+        cast(ServerFactory, Factory.forProtocol(lambda: server)),
+        interface="127.0.0.1",
     )
+    address = cast(IPv4Address, port.getHost())
     result: Deferred[bytes] = Deferred()
     outcome: List[Any] = []
     connector = reactor.connectTCP(
-        "127.0.0.1", port.getHost().port, _ClientFactory(client, server, outcome)
+        "127.0.0.1", address.port, _ClientFactory(client, server, outcome)
     )
     server.outcome.addBoth(outcome.append)
 
