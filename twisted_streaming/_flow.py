@@ -149,12 +149,15 @@ class TurnLoop(Cooperator):
     bytesPerTurn: int = 1024 * 1024
 
     def __init__(self, reactor: IReactorTime) -> None:
-        self._seconds = reactor.seconds
+        # Held weakly, so that the loop of a reactor (a test's Clock) goes
+        # when the reactor does.
+        reactorRef = weakref.ref(reactor)
+        self._seconds = lambda: cast(IReactorTime, reactorRef()).seconds()
         self._spent = 0
         self._limit = self.bytesPerTurn
         super().__init__(
             terminationPredicateFactory=self._newTurn,
-            scheduler=lambda f: reactor.callLater(0, f),
+            scheduler=lambda f: cast(IReactorTime, reactorRef()).callLater(0, f),
         )
 
     def charge(self, size: int) -> bool:
@@ -268,7 +271,14 @@ class Task:
         step = self._step
         while not self._cancelled:
             self._rewoken = False
-            if not step() and not self._rewoken:
+            try:
+                more = step()
+            except BaseException:
+                # Steps handle their own errors; one that escapes is a bug,
+                # reported rather than lost in the Cooperator.
+                _log.failure("A step of {step!r} failed", step=step)
+                more = False
+            if not more and not self._rewoken:
                 self.sleep()
             yield None
 
@@ -376,7 +386,8 @@ class Upstream:
         Ask a pull producer for data (C{resumeProducing}).
 
         @return: L{None}, or the failure if it raised: its own producer's
-            code is never allowed to raise into the consumer's caller.
+            error is returned, never raised into whoever drove the
+            consumer.
         """
         producer = self.producer
         if producer is None or self.streaming:

@@ -192,6 +192,9 @@ class Stage(Flow):
         """
         started = self._start(downstream, True)
         started.chainDeferred(self.done)
+        if self.producing and self._up.producer is not None and not self._up.streaming:
+            # A pull producer registered before the stage was attached.
+            self._turns().wake()
         if self._state is FAILED:
             refused: List[Failure] = []
 

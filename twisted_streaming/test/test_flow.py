@@ -439,3 +439,32 @@ class FlowLifecycleTests(SynchronousTestCase):
         cooperator = TurnLoop(self.clock)
         flow = Recorded(cooperator=cooperator)
         self.assertIs(flow._turns()._cooperator, cooperator)
+
+
+class TaskErrorTests(SynchronousTestCase):
+    """
+    A step that raises is reported, not lost.
+    """
+
+    def test_escapingErrorIsLogged(self) -> None:
+        """
+        An exception that escapes a step is logged, and the task sleeps
+        instead of dying silently inside the L{Cooperator}; woken, it runs
+        again.
+        """
+        clock = Clock()
+        calls: List[int] = []
+
+        def step() -> bool:
+            calls.append(1)
+            raise ZeroDivisionError("a bug")
+
+        task = Task(turnLoop(clock), step)
+        task.wake()
+        clock.advance(0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertFalse(task.awake)
+        task.wake()
+        clock.advance(0)
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
