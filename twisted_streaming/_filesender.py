@@ -247,7 +247,7 @@ class FileSender(Flow):
         if file is None or not self.producing:
             return
         if self._zeroCopy is not None:
-            self._turns().wake()
+            self._turns().wake(now=True)
             return
         size = self.CHUNK_SIZE
         if self._remaining is not None:

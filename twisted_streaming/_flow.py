@@ -151,13 +151,18 @@ class TurnLoop(Cooperator):
     def __init__(self, reactor: IReactorTime) -> None:
         # Held weakly, so that the loop of a reactor (a test's Clock) goes
         # when the reactor does.
-        reactorRef = weakref.ref(reactor)
-        self._seconds = lambda: cast(IReactorTime, reactorRef()).seconds()
+        reactorRef: Any = weakref.ref(reactor)
+        self._seconds = lambda: reactorRef().seconds()
         self._spent = 0
         self._limit = self.bytesPerTurn
+        # The budget's window closes at this time: none is open until the
+        # first turn opens one.
+        self._deadline = 0.0
+        # A turn, or a flow's step run at once, is running.
+        self._running = False
         super().__init__(
             terminationPredicateFactory=self._newTurn,
-            scheduler=lambda f: cast(IReactorTime, reactorRef()).callLater(0, f),
+            scheduler=lambda tick: reactorRef().callLater(0, self._turn, tick),
         )
 
     def charge(self, size: int) -> bool:
@@ -170,14 +175,57 @@ class TurnLoop(Cooperator):
         self._spent += size
         return self._spent >= self._limit
 
+    def room(self) -> int:
+        """
+        The bytes left in this turn's budget (none, or less, once spent).
+        """
+        return self._limit - self._spent
+
+    def runNow(self, step: Callable[[], bool]) -> Optional[bool]:
+        """
+        Run C{step} now, again while it says it has more to do, within what
+        is left of the budget of the last turn (a flow resumed by its
+        transport between two turns carries on at once, as it would have
+        without the loop); unless a turn or another step is running (a
+        resume from inside a write never re-enters anything) or the budget
+        is spent (a thousand resumes in one reactor pass share one budget).
+
+        @return: L{None} if C{step} was not run, and must wait for a turn;
+            else whether it has more to do.
+        """
+        if (
+            self._running
+            or self._spent >= self._limit
+            or self._seconds() >= self._deadline
+        ):
+            return None
+        self._running = True
+        try:
+            while step():
+                if self._spent >= self._limit or self._seconds() >= self._deadline:
+                    return True
+            return False
+        except BaseException:
+            _log.failure("A step of {step!r} failed", step=step)
+            return False
+        finally:
+            self._running = False
+
+    def _turn(self, tick: Callable[[], None]) -> None:
+        self._running = True
+        try:
+            tick()
+        finally:
+            self._running = False
+
     def _newTurn(self) -> Callable[[], bool]:
         seconds = self._seconds
-        deadline = seconds() + self.secondsPerTurn
-        limit = self._limit = self.bytesPerTurn
+        self._deadline = seconds() + self.secondsPerTurn
+        self._limit = self.bytesPerTurn
         self._spent = 0
 
         def over() -> bool:
-            return self._spent >= limit or seconds() >= deadline
+            return self._spent >= self._limit or seconds() >= self._deadline
 
         return over
 
@@ -211,10 +259,12 @@ class Task:
         "_cancelled",
         "_cooperator",
         "_rewoken",
+        "_runNow",
         "_step",
         "_task",
         "awake",
         "charge",
+        "room",
     )
 
     def __init__(self, cooperator: Cooperator, step: Callable[[], bool]) -> None:
@@ -229,16 +279,28 @@ class Task:
         self.charge: Callable[[int], bool] = getattr(
             cooperator, "charge", lambda size: False
         )
+        #: The bytes left in the turn's budget (a lot, if it keeps none).
+        self.room: Callable[[], int] = getattr(cooperator, "room", lambda: 1 << 62)
+        self._runNow: Optional[Callable[[Callable[[], bool]], Optional[bool]]] = (
+            getattr(cooperator, "runNow", None)
+        )
 
-    def wake(self) -> None:
+    def wake(self, now: bool = False) -> None:
         """
         Run C{step} on the loop's next turn, and on later ones until it says
         it has nothing to do.  Woken while its step runs (by an event the
         step set off), it runs again even if the step says it is done: a
         step must not wake its own task for nothing.
+
+        @param now: Run C{step} at once if the loop allows it (see
+            L{TurnLoop.runNow}), and only what is left for a later turn.
         """
         if self._cancelled:
             return
+        if now and self._runNow is not None:
+            more = self._runNow(self._step)
+            if more is False or self._cancelled:
+                return
         self._rewoken = True
         if self.awake:
             return
@@ -312,33 +374,30 @@ class PauseFlag:
             self._onChange(False)
 
 
-class Upstream:
+class Upstream(PauseFlag):
     """
     The producer registered with a consumer, as the consumer sees it.
 
     One producer at a time: registering a second before the first has
     unregistered raises L{ProducerStateError} (a L{RuntimeError}, as a
     transport raises).  A streaming producer is paused and resumed through
-    a L{PauseFlag}, so it hears one pause and one resume per change however
-    often the consumer asks; a pull producer is never paused, and is asked
-    for data with L{pull}.
+    this L{PauseFlag}, so it hears one pause and one resume per change
+    however often the consumer asks; a pull producer is never paused, and
+    is asked for data with L{pull}.
 
     @ivar producer: The registered producer, or L{None}.
     @ivar streaming: Whether it registered as a streaming (push) producer.
+    @ivar paused: Whether the consumer has paused its streaming producer
+        (and not resumed it).
     """
 
+    __slots__ = ("_consumer", "producer", "streaming")
+
     def __init__(self, consumer: object) -> None:
+        super().__init__(self._changed)
         self._consumer = consumer
-        self._flag = PauseFlag(self._changed)
         self.producer: Optional[Any] = None
         self.streaming = True
-
-    @property
-    def paused(self) -> bool:
-        """
-        Has the consumer paused its streaming producer (and not resumed it)?
-        """
-        return self._flag.paused
 
     def register(self, producer: IProducer, streaming: bool) -> None:
         """
@@ -353,14 +412,14 @@ class Upstream:
             )
         self.producer = producer
         self.streaming = bool(streaming)
-        self._flag.paused = False
+        self.paused = False
 
     def unregister(self) -> None:
         """
         Forget the producer.
         """
         self.producer = None
-        self._flag.paused = False
+        self.paused = False
 
     def pause(self, repeat: bool = False) -> None:
         """
@@ -369,17 +428,17 @@ class Upstream:
         one).
         """
         if self.producer is not None and self.streaming:
-            if repeat and self._flag.paused:
+            if repeat and self.paused:
                 self.producer.pauseProducing()
             else:
-                self._flag.pause()
+                super().pause()
 
     def resume(self) -> None:
         """
         Resume a streaming producer this consumer paused.
         """
         if self.producer is not None and self.streaming:
-            self._flag.resume()
+            super().resume()
 
     def pull(self) -> Optional[Failure]:
         """
@@ -583,8 +642,6 @@ class Flow:
     def resumeProducing(self) -> None:
         """
         Resume after a pause; idempotent, and does nothing unless running.
-        The work resumes on a later turn of the loop, never from inside this
-        call.
         """
         if self._state is RUNNING:
             self._pause.resume()

@@ -167,7 +167,7 @@ class PullToPush(Flow):
         if paused:
             self._turns().sleep()
         else:
-            self._turns().wake()
+            self._turns().wake(now=True)
 
     def _flowEnded(self, reason: Optional[Failure]) -> None:
         if self._registering:

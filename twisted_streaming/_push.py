@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer
 from twisted.python.failure import Failure
 
-from twisted_streaming._flow import FAILED, STOPPED, Flow
+from twisted_streaming._flow import FAILED, RUNNING, STOPPED, Flow
 from twisted_streaming.interfaces import ProducerStateError
 
 __all__ = ["BasePushProducer"]
@@ -18,7 +18,7 @@ __all__ = ["BasePushProducer"]
 #: The most bytes one step of the L{BasePushProducer.produce} loop writes
 #: before the turn loop moves on to the next flow: one call of the loop per
 #: chunk would cost more than small chunks do.
-STEP_BYTES = 64 * 1024
+STEP_BYTES = 128 * 1024
 
 
 class BasePushProducer(Flow):
@@ -47,12 +47,17 @@ class BasePushProducer(Flow):
         production begins.
 
     Pause and resume are idempotent flags, as real transports require: any
-    number of pauses is undone by one resume.  C{resumeProducing} never
-    writes before it returns: it calls L{producingResumed} and lets the
-    C{produce} loop carry on on a later turn of the reactor, so a consumer
-    that resumes several producers in a loop is never re-entered by the
-    first before it has resumed the last.  Stop is idempotent, and pause,
-    resume or stop after the producer has finished or stopped do nothing.
+    number of pauses is undone by one resume.  After L{producingResumed},
+    C{resumeProducing} carries on with the C{produce} loop at once, as a
+    transport expects of a producer it resumes, but only within what is
+    left of the reactor's budget for this turn (see L{TurnLoop
+    <twisted_streaming.TurnLoop>}), and never inside another producer's
+    work: a resume that arrives from inside a C{write} (of this producer or
+    any other of the package), or once the turn's budget is spent, leaves
+    the loop for a later turn.  A consumer that resumes several producers
+    in a row must therefore expect each to write before the call returns.
+    Stop is idempotent, and pause, resume or stop after the producer has
+    finished or stopped do nothing.
 
     L{write} after the producer has finished, failed or stopped raises
     L{ProducerStateError}, where a Twisted transport would drop the data
@@ -199,13 +204,21 @@ class BasePushProducer(Flow):
         if not self._begun:
             # Reported right after producingStarted, by the first step.
             return
+        # The task exists once begun: the first step ran in it.
+        task = self._task
         if paused:
-            self._turns().sleep()
+            if task is not None:
+                task.sleep()
             self.producingPaused()
         else:
             self.producingResumed()
-            if self._generated and self.producing and not self.paused:
-                self._turns().wake()
+            if (
+                self._generated
+                and task is not None
+                and self._state is RUNNING
+                and not self._pause.paused
+            ):
+                task.wake(now=True)
 
     def _flowEnded(self, reason: Optional[Failure]) -> None:
         if reason is not None and self._begun:
@@ -221,32 +234,41 @@ class BasePushProducer(Flow):
             except BaseException as error:
                 self._fail(error)
                 return False
-        if self.paused or not self.producing or not self._generated:
+        pause = self._pause
+        if pause.paused or self._state is not RUNNING or not self._generated:
             return False
-        consumer = self.consumer
-        write = consumer.write
+        write = self.consumer.write
         produce = self.produce
-        charge = self._turns().charge
-        left = STEP_BYTES
+        task = self._task
+        assert task is not None
+        # What this step may write: a step's worth, or what is left of the
+        # turn's budget if less (at least one chunk); each write counts as
+        # at least 1 KiB, so a step of small chunks or objects ends after 128
+        # of them.  Charged to the turn once, at the end of the step.
+        room = task.room()
+        limit = STEP_BYTES if room > STEP_BYTES else room
+        written = weight = 0
         try:
             while True:
                 chunk = produce()
                 if chunk is None:
+                    task.charge(written)
                     self._finish(self.bytesWritten)
                     return False
                 if chunk:
                     size = len(chunk) if isinstance(chunk, (bytes, bytearray)) else 1
                     self.bytesWritten += size
                     self.chunksWritten += 1
-                    spent = charge(size)
                     write(chunk)
-                    # Each write counts as at least 1 KiB, so a step of
-                    # small chunks or objects ends after 64 of them.
-                    left -= size if size > 1024 else 1024
-                    if self.paused or not self.producing:
+                    written += size
+                    weight += size if size > 1024 else 1024
+                    if pause.paused or self._state is not RUNNING:
+                        task.charge(written)
                         return False
-                    if left <= 0 or spent:
+                    if weight >= limit:
+                        task.charge(written)
                         return True
         except BaseException as error:
+            task.charge(written)
             self._fail(error)
             return False

@@ -17,6 +17,7 @@ from twisted_streaming._failure import failureWithContext
 from twisted_streaming._flow import (
     BYTES,
     FAILED,
+    RUNNING,
     Flow,
     Upstream,
     WaterMarkBuffer,
@@ -260,8 +261,10 @@ class Stage(Flow):
         except Exception as error:
             self._failOn(error, item, index, offset, "its input")
             return
-        if self.paused or self._buffer:
-            self._buffer.extend(outputs)
+        # Plain attributes, not properties, on the per-item path.
+        buffer = self._buffer
+        if self._pause.paused or buffer.items:
+            buffer.extend(outputs)
             self._drain()
             return
         downstream = self.consumer
@@ -274,7 +277,7 @@ class Stage(Flow):
         count = len(outputs)
         if count:
             if count > 1:
-                self._buffer.extend(outputs[1:])
+                buffer.extend(outputs[1:])
             first = outputs[0]
             self.itemsOut += 1
             self.bytesOut += len(first) if isinstance(first, BYTES) else 1
@@ -287,7 +290,13 @@ class Stage(Flow):
         # write paused, stopped or finished this stage, or upstream needs
         # resuming or pulling.
         up = self._up
-        if self._buffer or self.paused or self._closed or up.paused or not up.streaming:
+        if (
+            buffer.items
+            or self._pause.paused
+            or self._closed
+            or up.paused
+            or not up.streaming
+        ):
             self._drain()
 
     def finish(self) -> None:
@@ -336,11 +345,12 @@ class Stage(Flow):
         if finishing and empty.
         """
         buffer = self._buffer
-        if buffer and not self.paused:
+        pause = self._pause
+        if buffer.items and not pause.paused:
             downstream = self.consumer
             if downstream is None:
                 return
-            while buffer and not self.paused and self.producing:
+            while buffer.items and not pause.paused and self._state is RUNNING:
                 item = buffer.popleft()
                 self.itemsOut += 1
                 self.bytesOut += len(item) if isinstance(item, BYTES) else 1

@@ -25,6 +25,7 @@ from twisted_streaming import (
     _fileconsumer,
 )
 from twisted_streaming._flow import turnLoop
+from twisted_streaming.test.test_push import runTurn
 
 
 class _PushProducer:
@@ -123,9 +124,7 @@ class FileConsumerUnitTests(SynchronousTestCase):
         consumer.batchBytes = 4
         turnLoop(self.clock).bytesPerTurn = 4
         consumer.write(b"abcdefghij")
-        call = self.clock.getDelayedCalls()[0]
-        self.clock.calls.remove(call)  # type: ignore[arg-type]
-        cast(Any, call).func()
+        runTurn(self.clock)
         self.assertEqual(f.getvalue(), b"abcd")
         self.clock.advance(0)
         self.assertEqual(f.getvalue(), b"abcdefghij")

@@ -260,9 +260,6 @@ class BasePushProducerTests(SynchronousTestCase):
             if d.called:
                 break
             received += consumer.drain()
-            # The loop carries on on a later turn, never inside the resume.
-            self.assertEqual(consumer.value(), b"")
-            self.clock.advance(0)
         self.assertEqual(self.successResultOf(d), 100)
         self.assertEqual(len(received + consumer.value()), 100)
 
@@ -279,7 +276,6 @@ class BasePushProducerTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(consumer.value(), b"")
         producer.resumeProducing()
-        self.clock.advance(0)
         self.assertEqual(self.successResultOf(d), 50)
         self.assertEqual(producer.events, ["started", "paused", "resumed"])
 
@@ -917,26 +913,63 @@ class LifecycleEdgeTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(producer.events, ["started", "stopped", "fired Boom"])
 
-    def test_resumeNeverWritesBeforeReturning(self) -> None:
+    def test_resumeCarriesOnWithinTheBudget(self) -> None:
         """
-        C{resumeProducing} does not run the produce loop: a consumer that
-        resumes several producers in a row is not written to (and re-entered)
-        until it returns.
+        Resumed by its consumer between two turns, a producer carries on at
+        once, within what is left of the last turn's budget, and once that
+        is spent waits for the next turn.
         """
         consumer = TransportLikeConsumer(threshold=5)
-        producer = ChunkProducer(4, reactor=self.clock)
+        producer = ChunkProducer(40, reactor=self.clock)
+        turnLoop(self.clock).bytesPerTurn = 100
         d = producer.startProducing(consumer)
-        self.clock.advance(0)
-        self.assertTrue(producer.paused)
-        consumer.clear()
-        producer.resumeProducing()
-        self.assertEqual(consumer.value(), b"")
-        self.clock.advance(0)
+        runTurn(self.clock)
+        # The first turn wrote one chunk, and was paused.
         self.assertEqual(len(consumer.value()), 10)
-        while not d.called:
+        for written in range(20, 110, 10):
+            producer.resumeProducing()
+            self.assertEqual(len(consumer.value()), written)
+        # The turn's 100 bytes are spent: the rest waits for the next turn.
+        producer.resumeProducing()
+        self.assertEqual(len(consumer.value()), 100)
+        runTurn(self.clock)
+        self.assertEqual(len(consumer.value()), 110)
+        for _ in range(100):
+            if d.called:
+                break
             consumer.drain()
+            runTurn(self.clock)
+        self.assertEqual(self.successResultOf(d), 400)
+
+    def test_resumeInsideAnotherFlowWaits(self) -> None:
+        """
+        A resume that arrives while another producer's step is running (its
+        write resumed this one) does not run this one inside it: it waits
+        for the turn, so no consumer is re-entered.
+        """
+        resumed = ChunkProducer(3, reactor=self.clock)
+        resumedConsumer = TransportLikeConsumer(threshold=5)
+        done = resumed.startProducing(resumedConsumer)
+        self.clock.advance(0)
+        self.assertTrue(resumed.paused)
+        resumedConsumer.clear()
+        seen: List[bytes] = []
+
+        class Resuming(TransportLikeConsumer):
+            def write(self, data: bytes) -> None:
+                super().write(data)
+                resumed.resumeProducing()
+                seen.append(resumedConsumer.value())
+
+        resuming = ChunkProducer(1, reactor=self.clock)
+        resumingDone = resuming.startProducing(Resuming())
+        self.clock.advance(0)
+        self.assertEqual(seen, [b""])
+        self.successResultOf(resumingDone)
+        while not done.called:
+            resumedConsumer.drain()
             self.clock.advance(0)
-        self.assertEqual(self.successResultOf(d), 40)
+        self.assertEqual(self.successResultOf(done), 30)
 
 
 class TwoProducersOneConnectionTests(TestCase):
