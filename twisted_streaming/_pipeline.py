@@ -5,7 +5,7 @@ whole chain.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union, cast
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IConsumer
@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_streaming._failure import failureWithContext
-from twisted_streaming._flow import FAILED, STOPPED, isFinishable, sizeOf
+from twisted_streaming._flow import FAILED, STOPPED, Flow, isFinishable, sizeOf
 from twisted_streaming._stage import Stage
 from twisted_streaming.interfaces import IFinishableConsumer, ProducerStopped
 
@@ -110,8 +110,12 @@ def pipeline(source: Source, *stages: Stage, sink: IConsumer) -> Deferred[int]:
                 stage.done.addErrback(lambda f: None)
                 stage._abort(FAILED, refused)
             return fail(refused)
-    tap = None if chain else _Tap(sink)
-    first: IConsumer = chain[0] if chain else tap  # type: ignore[assignment]
+    # With no stages, a producer of this package writes straight to the
+    # sink: it counts what it writes and finishes the sink itself.  Any other
+    # source goes through a tap, which does both for it.
+    direct = not chain and isinstance(source, Flow)
+    tap = None if chain or direct else _Tap(sink)
+    first: IConsumer = chain[0] if chain else (sink if direct else tap)  # type: ignore[assignment]
     outcome: List[Optional[Failure]] = []
     sourceDone: Optional[Deferred[Any]] = None
 
@@ -147,14 +151,18 @@ def pipeline(source: Source, *stages: Stage, sink: IConsumer) -> Deferred[int]:
             if head.producing and not head._finishing:
                 head.finish()
             return
-        assert tap is not None
-        try:
-            tap.finish()
-        except BaseException as error:
-            stop(failureWithContext(error, tap, tap.delivered, 0))
-            return
+        if direct:
+            delivered = cast(Flow, source).bytesWritten
+        else:
+            assert tap is not None
+            try:
+                tap.finish()
+            except BaseException as error:
+                stop(failureWithContext(error, tap, tap.delivered, 0))
+                return
+            delivered = tap.delivered
         outcome.append(None)
-        result.callback(tap.delivered)
+        result.callback(delivered)
 
     def stageFailed(reason: Failure) -> None:
         stop(reason)
