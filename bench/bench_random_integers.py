@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import re
 import socket
 import statistics
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
@@ -30,33 +31,61 @@ PROMPT = b"how many random integers do you want?\r\n"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class Server:
+class Child:
     """
-    A server in a child process, listening on 127.0.0.1.
+    A child process whose output is read on a thread of its own, so that
+    waiting for a line of it has a deadline and the child never blocks on a
+    full pipe.
     """
 
-    def __init__(self, name: str, args: List[str], pattern: bytes) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: List[str],
+        *,
+        env: Optional[Dict[str, str]] = None,
+        cwd: Optional[str] = None,
+    ) -> None:
         self.name = name
+        self.output: List[bytes] = []
+        self._lines: queue.Queue[bytes] = queue.Queue()
         self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd
         )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.ps = psutil.Process(self.process.pid)
+
+    def _read(self) -> None:
         assert self.process.stdout is not None
-        deadline = time.monotonic() + 30
-        output = b""
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(b"")
+
+    def expect(self, pattern: bytes, timeout: float) -> re.Match[bytes]:
+        """
+        Read output lines (kept in L{output}) until one matches C{pattern}.
+
+        @raise RuntimeError: If the child exits or C{timeout} seconds pass
+            first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(
+                    f"{self.name}: no {pattern!r} within {timeout} s: "
+                    + b"".join(self.output).decode(errors="replace")
+                ) from None
             if not line:
-                raise RuntimeError(f"{name} exited: {output.decode()}")
-            output += line
+                raise RuntimeError(
+                    f"{self.name} exited: "
+                    + b"".join(self.output).decode(errors="replace")
+                )
+            self.output.append(line)
             match = re.search(pattern, line)
             if match:
-                self.port = int(match.group(1))
-                break
-        else:
-            raise RuntimeError(f"{name} did not start: {output.decode()}")
-        # Keep draining the log so the child never blocks on a full pipe.
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()
-        self.ps = psutil.Process(self.process.pid)
+                return match
 
     def cpu(self) -> float:
         times = self.ps.cpu_times()
@@ -66,8 +95,39 @@ class Server:
         return int(self.ps.memory_info().rss)
 
     def stop(self) -> None:
-        self.process.terminate()
+        """
+        Terminate the child and reap it; kill it if it will not go.
+        """
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
         self.process.wait(timeout=30)
+
+
+class Server(Child):
+    """
+    A server in a child process, listening on 127.0.0.1 on the port that the
+    first output line to match C{pattern} names.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        args: List[str],
+        pattern: bytes,
+        *,
+        env: Optional[Dict[str, str]] = None,
+        cwd: Optional[str] = None,
+    ) -> None:
+        super().__init__(name, args, env=env, cwd=cwd)
+        try:
+            self.port = int(self.expect(pattern, 30).group(1))
+        except BaseException:
+            self.stop()
+            raise
 
 
 def seedServer() -> Server:
@@ -78,13 +138,39 @@ def seedServer() -> Server:
     )
 
 
-def ourServer() -> Server:
+# Runs twistd after saying which twisted_streaming it imported: the plugin's
+# service maker imports that same module, so this is the code being served.
+TWISTD = (
+    "import twisted_streaming as t\n"
+    "print('serving twisted_streaming', getattr(t, '__version__', '?'), 'from',"
+    " t.__file__, flush=True)\n"
+    "from twisted.scripts.twistd import run\n"
+    "run()\n"
+)
+
+
+def ourServer(python: str = sys.executable, pythonpath: Optional[str] = None) -> Server:
+    """
+    A real C{twistd -n random-integers} on a free port, run by C{python}, with
+    C{pythonpath} (a checkout, which holds both C{twisted_streaming} and the
+    dropin under C{twisted/plugins}) ahead of everything else on its path.
+    """
+    env = None
+    cwd = None
+    if pythonpath is not None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [pythonpath, env.get("PYTHONPATH")])
+        )
+        # Python puts the working directory ahead of PYTHONPATH: this
+        # checkout's twisted_streaming must not shadow the one asked for.
+        cwd = "/"
     return Server(
         "twisted_streaming",
         [
-            sys.executable,
+            python,
             "-c",
-            "from twisted.scripts.twistd import run; run()",
+            TWISTD,
             "-n",
             "--pidfile=",
             "--logfile=-",
@@ -92,27 +178,46 @@ def ourServer() -> Server:
             "--port",
             "tcp:0:interface=127.0.0.1",
         ],
-        rb"RandomIntegerFactory starting on (\d+)",
+        rb"starting on (\d+)",
+        env=env,
+        cwd=cwd,
     )
 
 
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    got = b""
-    while PROMPT not in got:
-        data = sock.recv(4096)
-        if not data:
-            raise RuntimeError("closed before the prompt")
-        got += data
+def connect(
+    port: int, *, timeout: Optional[float] = None, rcvbuf: Optional[int] = 1 << 20
+) -> socket.socket:
+    """
+    Connect and read the prompt, within C{timeout} seconds in all if it is
+    not L{None}; set C{SO_RCVBUF} to C{rcvbuf} unless it is L{None}.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        got = b""
+        while PROMPT not in got:
+            if deadline is not None:
+                sock.settimeout(max(deadline - time.monotonic(), 1e-6))
+            data = sock.recv(4096)
+            if not data:
+                raise RuntimeError("closed before the prompt")
+            got += data
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(None)
     return sock
 
 
-def fetch(port: int, count: int) -> float:
+def fetch(port: int, count: int, timeout: Optional[float] = None) -> float:
     """
-    Ask for C{count} integers, read them all, and return the seconds taken.
+    Ask for C{count} integers, read them all, and return the seconds taken;
+    give up if the server is silent for C{timeout} seconds.
     """
-    sock = connect(port)
+    sock = connect(port, timeout=timeout)
+    sock.settimeout(timeout)
     start = time.perf_counter()
     sock.sendall(b"%d\r\n" % (count,))
     lines = 0
@@ -130,14 +235,16 @@ def fetch(port: int, count: int) -> float:
     return elapsed
 
 
-def throughput(server: Server, count: int, runs: int) -> Tuple[float, float]:
+def throughput(
+    server: Server, count: int, runs: int, timeout: Optional[float] = None
+) -> Tuple[float, float]:
     """
     Median integers per second and median server CPU seconds per million.
     """
     rates, cpus = [], []
     for _ in range(runs):
         before = server.cpu()
-        elapsed = fetch(server.port, count)
+        elapsed = fetch(server.port, count, timeout)
         cpus.append((server.cpu() - before) / count * 1e6)
         rates.append(count / elapsed)
     return statistics.median(rates), statistics.median(cpus)

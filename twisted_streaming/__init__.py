@@ -3,22 +3,19 @@ twisted_streaming: producers and consumers for Twisted that move a lot of data
 without eating memory, burning CPU or stalling the reactor.
 """
 
-from twisted_streaming._consumers import FileConsumer
+from twisted_streaming._compression import Compress, Decompress
+from twisted_streaming._failure import ContextFailure
+from twisted_streaming._fileconsumer import FileConsumer
+from twisted_streaming._filesender import FileSender
+from twisted_streaming._flow import TurnLoop, turnLoop
+from twisted_streaming._framing import Frame, Unframe
+from twisted_streaming._hashing import HashStage
+from twisted_streaming._lines import LineJoiner, LineSplitter
+from twisted_streaming._pipeline import pipeline
 from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
-from twisted_streaming._pull import FileSender, PullToPush
+from twisted_streaming._pulltopush import PullToPush
 from twisted_streaming._push import BasePushProducer
-from twisted_streaming._stages import (
-    Compress,
-    Decompress,
-    Frame,
-    HashStage,
-    LineJoiner,
-    LineSplitter,
-    Stage,
-    Unframe,
-    pipeline,
-)
-from twisted_streaming._util import ContextFailure
+from twisted_streaming._stage import Stage
 from twisted_streaming._version import __version__
 from twisted_streaming.interfaces import (
     ConsumerFinished,
@@ -54,7 +51,9 @@ __all__ = [
     "ProxyStatistics",
     "PullToPush",
     "Stage",
+    "TurnLoop",
     "Unframe",
     "__version__",
     "pipeline",
+    "turnLoop",
 ]

@@ -24,6 +24,8 @@ from twisted.internet.interfaces import (
     IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
     IPushProducer,
+    IReactorTCP,
+    IReactorTime,
     ISSLTransport,
     IStreamClientEndpoint,
 )
@@ -32,8 +34,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_streaming._flow import PauseFlag, getReactor
 from twisted_streaming._splice import PipePool, Splice
-from twisted_streaming._util import getReactor
 
 __all__ = ["ProxyFactory", "ProxyStatistics"]
 
@@ -48,26 +50,34 @@ class ProxyStatistics:
 
     @ivar bytesToUpstream: Bytes read from the client and written upstream.
     @ivar bytesToClient: Bytes read from upstream and written to the client.
-    @ivar started: When the client connected (C{time.time()}).
+    @ivar started: When the client connected, by C{clock}.
     @ivar ended: When both connections had closed, or L{None} until then.
     @ivar reason: How it ended: C{"closed"} (both sides finished),
         C{"client lost"} or C{"upstream lost"} (one side disconnected first),
         C{"refused"}, C{"connect timeout"} or C{"connect failed"} (upstream
         was never reached), C{"idle timeout"}, or C{""} while in progress.
+    @ivar clock: What C{started}, C{ended} and L{duration} are measured
+        with: the proxy's reactor's C{seconds} (C{time.time} for statistics
+        made by hand), so that they agree with its timeouts.
     """
 
     bytesToUpstream: int = 0
     bytesToClient: int = 0
-    started: float = field(factory=time.time)
+    clock: Callable[[], float] = field(default=time.time, repr=False, eq=False)
+    started: float = field()
     ended: Optional[float] = None
     reason: str = ""
+
+    @started.default
+    def _now(self) -> float:
+        return self.clock()
 
     @property
     def duration(self) -> float:
         """
         Seconds from the client's connection to the end (or to now).
         """
-        return (self.ended if self.ended is not None else time.time()) - self.started
+        return (self.ended if self.ended is not None else self.clock()) - self.started
 
 
 @implementer(IPushProducer)
@@ -82,18 +92,26 @@ class _Reader:
 
     def __init__(self, side: _ProxySide) -> None:
         self.side = side
+        self._pause = PauseFlag(self._pauseChanged)
 
     def pauseProducing(self) -> None:
-        if not self.side.readDone and self.side.transport is not None:
-            self.side.transport.pauseProducing()
+        self._pause.pause()
 
     def resumeProducing(self) -> None:
-        if not self.side.readDone and self.side.transport is not None:
-            self.side.transport.resumeProducing()
+        self._pause.resume()
 
     def stopProducing(self) -> None:
         # The other side's connection is gone; connectionLost tears down.
         pass
+
+    def _pauseChanged(self, paused: bool) -> None:
+        side = self.side
+        if side.readDone or side.transport is None:
+            return
+        if paused:
+            side.transport.pauseProducing()
+        else:
+            side.transport.resumeProducing()
 
 
 def _canHalfClose(transport: object) -> bool:
@@ -215,7 +233,7 @@ class _Connection:
         self.factory = factory
         self.client = client
         self.upstream: Optional[_UpstreamSide] = None
-        self.statistics = ProxyStatistics()
+        self.statistics = ProxyStatistics(clock=factory.reactor.seconds)
         self.done: Deferred[ProxyStatistics] = Deferred()
         #: The connection attempt: a connector, or an endpoint's Deferred.
         self._connecting: Optional[Any] = None
@@ -233,7 +251,7 @@ class _Connection:
         if address is not None:
             # The reactor's own connector: no endpoint, no Deferred, and its
             # timeout is the connect timeout.
-            self._connecting = reactor.connectTCP(
+            self._connecting = cast(IReactorTCP, reactor).connectTCP(
                 address[0],
                 address[1],
                 _UpstreamFactory(self, True),
@@ -242,7 +260,10 @@ class _Connection:
         else:
             d = factory.endpoint().connect(_UpstreamFactory(self, False))
             self._connecting = d
-            d.addTimeout(factory.connectTimeout, reactor)
+            if factory._endpoint is not factory._ownEndpoint:
+                # An endpoint of the user's has a timeout of its own, or
+                # none: this one is the connect timeout.
+                d.addTimeout(factory.connectTimeout, reactor)
             d.addCallbacks(self._connected, self._connectFailed)
         if factory.idleTimeout is not None:
             self._lastActivity = reactor.seconds()
@@ -391,7 +412,7 @@ class _Connection:
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
-        self.statistics.ended = time.time()
+        self.statistics.ended = self.factory.reactor.seconds()
         stats = self.statistics
         _log.info(
             "Proxied {client}: {up} bytes up, {down} bytes down in "
@@ -457,7 +478,7 @@ class ProxyFactory(ServerFactory):
         host: str,
         port: int,
         *,
-        reactor: Optional[Any] = None,
+        reactor: Optional[IReactorTime] = None,
         connectTimeout: float = 30,
         idleTimeout: Optional[float] = None,
         maxConnections: Optional[int] = None,
@@ -468,6 +489,9 @@ class ProxyFactory(ServerFactory):
         self.port = port
         self._reactor = reactor
         self._endpoint: Optional[IStreamClientEndpoint] = None
+        #: The endpoint that gives up after the connect timeout by itself
+        #: (one L{endpoint} made, or one given with C{timesOut}).
+        self._ownEndpoint: Optional[IStreamClientEndpoint] = None
         #: The host last looked at by L{_directAddress}, and whether it is an
         #: IP address.
         self._directHost: Optional[str] = None
@@ -484,18 +508,32 @@ class ProxyFactory(ServerFactory):
 
     @classmethod
     def forEndpoint(
-        cls: Type[_Factory], endpoint: IStreamClientEndpoint, **kwargs: Any
+        cls: Type[_Factory],
+        endpoint: IStreamClientEndpoint,
+        *,
+        timesOut: bool = False,
+        **kwargs: Any,
     ) -> _Factory:
         """
         A proxy to whatever C{endpoint} connects to; keyword arguments as for
         the constructor.
+
+        @param timesOut: C{endpoint} gives up by itself after
+            C{connectTimeout} (a C{tcp:} endpoint string with that
+            C{timeout=}), so no second timer is needed.
         """
         factory = cls("", 0, **kwargs)
         factory._endpoint = endpoint
+        if timesOut:
+            factory._ownEndpoint = endpoint
         return factory
 
     @property
-    def reactor(self) -> Any:
+    def reactor(self) -> IReactorTime:
+        """
+        The reactor connections are timed and, for an upstream given by IP
+        address, made with (it must then provide C{IReactorTCP} too).
+        """
         if self._reactor is None:
             # The global reactor, looked up when first needed (importing it
             # installs one), then kept.
@@ -535,6 +573,7 @@ class ProxyFactory(ServerFactory):
                 self._endpoint = HostnameEndpoint(
                     self.reactor, self.host, self.port, timeout=self.connectTimeout
                 )
+            self._ownEndpoint = self._endpoint
         return self._endpoint
 
     def startFactory(self) -> None:

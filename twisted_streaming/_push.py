@@ -4,31 +4,24 @@ L{BasePushProducer}: the base class for correct push producers.
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from twisted_streaming._util import failureWithContext, getReactor, isFinishable
-from twisted_streaming.interfaces import ProducerStateError, ProducerStopped
+from twisted_streaming._flow import FAILED, RUNNING, STOPPED, Flow
+from twisted_streaming.interfaces import ProducerStateError
 
-_log = Logger()
+__all__ = ["BasePushProducer"]
 
-# The states of a producer.  Pause is a separate flag, since a producer can be
-# paused only while it is running.
-_IDLE = "idle"
-_RUNNING = "running"
-_FINISHED = "finished"
-_STOPPED = "stopped"
-_FAILED = "failed"
+#: The most bytes one step of the L{BasePushProducer.produce} loop writes
+#: before the turn loop moves on to the next flow: one call of the loop per
+#: chunk would cost more than small chunks do.
+STEP_BYTES = 128 * 1024
 
 
-@implementer(IPushProducer)
-class BasePushProducer:
+class BasePushProducer(Flow):
     """
     Subclass this to write a push producer that is correct with real
     transports.
@@ -36,12 +29,15 @@ class BasePushProducer:
     There are two ways to produce data:
 
       - B{Generated data}: override L{produce} to return the next chunk of
-        bytes, or L{None} when the stream is complete.  The base class calls
-        it in a loop while the consumer wants data, stops the loop as soon as
-        the consumer pauses (even from inside C{write()}), restarts it when
-        the consumer resumes, and yields to the reactor after
-        L{maxBytesPerTurn} bytes or L{maxSecondsPerTurn} seconds so that a
-        consumer that never pauses cannot starve other connections.
+        bytes (or any object, for a consumer of objects), or L{None} when
+        the stream is complete.  The base class calls it on the reactor's
+        turn loop while the consumer wants data, stops as soon as the
+        consumer pauses (even from inside C{write()}), and carries on, on a
+        later turn, when the consumer resumes.  Every producer of this
+        package on one reactor shares one budget per turn (see
+        L{TurnLoop <twisted_streaming._flow.TurnLoop>}: 5 ms or 1 MiB), so
+        a consumer that never pauses cannot starve other connections, and
+        neither can a thousand of them.
 
       - B{Event-driven}: leave L{produce} alone, call L{write} when data
         arrives from elsewhere and L{finishProducing} (or
@@ -51,56 +47,35 @@ class BasePushProducer:
         production begins.
 
     Pause and resume are idempotent flags, as real transports require: any
-    number of pauses is undone by one resume.  Stop is idempotent, and pause,
-    resume or stop after the producer has finished or stopped do nothing.
+    number of pauses is undone by one resume.  After L{producingResumed},
+    C{resumeProducing} carries on with the C{produce} loop at once, as a
+    transport expects of a producer it resumes, but only within what is
+    left of the reactor's budget for this turn (see L{TurnLoop
+    <twisted_streaming.TurnLoop>}), and never inside another producer's
+    work: a resume that arrives from inside a C{write} (of this producer or
+    any other of the package), or once the turn's budget is spent, leaves
+    the loop for a later turn.  A consumer that resumes several producers
+    in a row must therefore expect each to write before the call returns.
+    Stop is idempotent, and pause, resume or stop after the producer has
+    finished or stopped do nothing.
 
-    @cvar maxBytesPerTurn: The most bytes the L{produce} loop writes in one
-        reactor turn before yielding.
-    @cvar maxSecondsPerTurn: The most time the L{produce} loop spends in one
-        reactor turn before yielding.
+    L{write} after the producer has finished, failed or stopped raises
+    L{ProducerStateError}, where a Twisted transport would drop the data
+    silently: data that can no longer arrive is a bug worth hearing of.
     """
 
-    maxBytesPerTurn: int = 1024 * 1024
-    maxSecondsPerTurn: float = 0.005
-
-    consumer: Optional[IConsumer] = None
-    bytesWritten: int = 0
-    chunksWritten: int = 0
-
-    def __init__(self, *, reactor: Optional[Any] = None) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         """
-        @param reactor: The reactor used to schedule production (anything with
-            C{callLater}, such as L{twisted.internet.task.Clock}); the global
-            reactor if L{None}, looked up when production starts.
+        @param reactor: The reactor whose turn loop the producer runs on
+            (anything with C{callLater} and C{seconds}, such as
+            L{twisted.internet.task.Clock}); the global reactor if L{None},
+            looked up when production starts.
+        @param cooperator: Run on this L{twisted.internet.task.Cooperator}
+            instead of the reactor's turn loop.
         """
-        self._reactor = reactor
-        self._state = _IDLE
-        self._paused = False
-        self._inLoop = False
+        super().__init__(**kwargs)
         self._begun = False
-        self._registered = False
-        self._call: Optional[IDelayedCall] = None
-        self._deferred: Optional[Deferred[int]] = None
-
-    def __repr__(self) -> str:
-        paused = " paused" if self._paused and self._state == _RUNNING else ""
-        return f"<{type(self).__name__} {self._state}{paused} at {id(self):#x}>"
-
-    # Public state
-
-    @property
-    def paused(self) -> bool:
-        """
-        Has the consumer paused this producer (and not resumed it since)?
-        """
-        return self._paused
-
-    @property
-    def producing(self) -> bool:
-        """
-        Has production started and not yet finished, failed or stopped?
-        """
-        return self._state == _RUNNING
+        self._generated = type(self).produce is not BasePushProducer.produce
 
     # Starting
 
@@ -110,44 +85,27 @@ class BasePushProducer:
         on a later reactor turn.
 
         @return: A L{Deferred} that fires with the number of bytes written
-            when the producer finishes, after it has unregistered from
-            C{consumer} and called C{consumer.finish()} if C{consumer} is
-            finishable.  It fails with L{ProducerStopped} if the producer is
-            stopped first (the consumer went away), with the error raised by
-            L{produce} or C{consumer.write} if production fails (in a
-            L{ContextFailure <twisted_streaming.ContextFailure>} naming this
-            producer and how far it had got), and with L{CancelledError} if it
-            is cancelled, which stops the producer and unregisters it.
+            (items that are not bytes count as 1) when the producer
+            finishes, after it has unregistered from C{consumer} and called
+            C{consumer.finish()} if C{consumer} is finishable.  It fails
+            with L{ProducerStopped} if the producer is stopped first (the
+            consumer went away); with the error raised by L{produce},
+            C{consumer.write} or C{consumer.finish} if production fails;
+            with the error C{consumer.registerProducer} raised if the
+            consumer refuses the producer (a transport that already has
+            one), in which case nothing is written to it and its own
+            producer is left alone; and with L{CancelledError} if it is
+            cancelled, which stops the producer and unregisters it.  Errors
+            come in a L{ContextFailure <twisted_streaming.ContextFailure>}
+            naming this producer, how far it had got and the chain it was
+            part of.
 
         @raise ProducerStateError: If this producer has already been started.
         """
-        if self._state != _IDLE:
-            raise ProducerStateError(f"{self!r} has already been started")
-        self._state = _RUNNING
-        self.consumer = consumer
-        self._deferred = Deferred(self._cancel)
-        deferred = self._deferred
-        self._call = getReactor(self._reactor).callLater(0, self._begin)
-        # A disconnected transport calls stopProducing() from in here, and
-        # then must not be unregistered from.
-        consumer.registerProducer(self, True)
-        self._registered = self._state == _RUNNING
+        deferred = self._start(consumer, True)
+        if self.producing:
+            self._turns().wake()
         return deferred
-
-    def _begin(self) -> None:
-        self._call = None
-        try:
-            self.producingStarted()
-            # A pause that arrived before the first turn (or during
-            # producingStarted) is reported now, so the hooks always see
-            # started before paused.
-            self._begun = True
-            if self._paused and self._state == _RUNNING:
-                self.producingPaused()
-        except BaseException as e:
-            self._fail(e)
-            return
-        self._run()
 
     # Hooks for subclasses
 
@@ -182,7 +140,12 @@ class BasePushProducer:
 
     def producingStopped(self) -> None:
         """
-        The producer has been stopped before finishing; release resources here.
+        Production ended before the stream was complete: the consumer stopped
+        it, its Deferred was cancelled, or it failed (L{produce}, the
+        consumer's C{write} or C{finish}, or L{failProducing}).  Release
+        resources here.  Called once, after the producer has unregistered and
+        before its Deferred fires; not called if it ended before
+        L{producingStarted}.
         """
 
     # Event-driven production
@@ -195,11 +158,12 @@ class BasePushProducer:
         buffers it), so event-driven subclasses should pause their source in
         L{producingPaused} rather than write more.
 
-        @raise ProducerStateError: If the producer is not producing.
+        @raise ProducerStateError: If the producer is not producing: it has
+            not started, or it has finished, failed or stopped.
         """
-        if self._state != _RUNNING or self.consumer is None:
+        if not self.producing:
             raise ProducerStateError(f"{self!r} cannot write: it is {self._state}")
-        self.bytesWritten += len(data)
+        self.bytesWritten += len(data) if isinstance(data, (bytes, bytearray)) else 1
         self.chunksWritten += 1
         self.consumer.write(data)
 
@@ -210,187 +174,101 @@ class BasePushProducer:
         context, if the consumer's C{finish} raises).
 
         Does nothing if the producer has already stopped or failed.
+
+        @raise ProducerStateError: If it has not started, or has already
+            finished.
         """
-        if self._state in (_STOPPED, _FAILED):
+        if self._state is STOPPED or self._state is FAILED:
             return
-        if self._state != _RUNNING:
+        if not self.producing:
             raise ProducerStateError(f"{self!r} cannot finish: it is {self._state}")
-        self._state = _FINISHED
-        self._cancelCall()
-        consumer = self.consumer
-        assert consumer is not None
-        self._registered = False
-        consumer.unregisterProducer()
-        if isFinishable(consumer):
-            try:
-                consumer.finish()  # type: ignore[attr-defined]
-            except BaseException as error:
-                self._fire(
-                    failureWithContext(
-                        error, self, self.bytesWritten, self.chunksWritten
-                    )
-                )
-                return
-        self._fire(self.bytesWritten)
+        self._finish(self.bytesWritten)
 
     def failProducing(self, reason: Optional[BaseException] = None) -> None:
         """
         The stream has failed with C{reason} (by default, the exception being
         handled): unregister from the consumer and fail the completion
         L{Deferred} with a L{ContextFailure <twisted_streaming.ContextFailure>}.
+        Does nothing unless producing.
         """
-        if self._state != _RUNNING:
+        if not self.producing:
             return
         if reason is None:
             reason = Failure().value
         assert reason is not None
         self._fail(reason)
 
-    # IPushProducer
+    # The flow core's hooks
 
-    def pauseProducing(self) -> None:
-        """
-        Pause production; idempotent.  Called by the consumer.
-        """
-        if self._state != _RUNNING or self._paused:
+    def _flowPauseChanged(self, paused: bool) -> None:
+        if not self._begun:
+            # Reported right after producingStarted, by the first step.
             return
-        self._paused = True
-        if self._begun:
+        # The task exists once begun: the first step ran in it.
+        task = self._task
+        if paused:
+            if task is not None:
+                task.sleep()
             self.producingPaused()
-
-    def resumeProducing(self) -> None:
-        """
-        Resume production after a pause; idempotent.  Called by the consumer.
-
-        If the L{produce} loop is already running (the resume arrived from
-        inside C{write()}), it simply carries on; a second loop is never
-        started.
-        """
-        if self._state != _RUNNING or not self._paused:
-            return
-        self._paused = False
-        if self._begun:
-            self.producingResumed()
-        # While a turn is scheduled (including the first), it will do the work.
-        if self._call is None:
-            self._run()
-
-    def stopProducing(self) -> None:
-        """
-        Stop for good: unregister from the consumer and fail the completion
-        L{Deferred} with L{ProducerStopped}.  Idempotent; does nothing once
-        the producer has finished.
-        """
-        self._stop(
-            Failure(ProducerStopped(self, self.bytesWritten, self.chunksWritten))
-        )
-
-    # Internals
-
-    def _isGenerated(self) -> bool:
-        return type(self).produce is not BasePushProducer.produce
-
-    def _cancel(self, deferred: Deferred[int]) -> None:
-        # Deferred.cancel fails it with CancelledError once this returns, even
-        # if the producer was already finishing (from inside finish()).
-        self._deferred = None
-        self._stop(Failure(CancelledError()))
-
-    def _stop(self, reason: Failure) -> None:
-        if self._state == _IDLE:
-            # Stopped before starting: nothing to unregister or fire.
-            self._state = _STOPPED
-            return
-        if self._state != _RUNNING:
-            return
-        self._state = _STOPPED
-        self._cancelCall()
-        self._unregister()
-        try:
-            self.producingStopped()
-        except BaseException:
-            _log.failure("{producer!r}.producingStopped() failed", producer=self)
-        self._fire(reason)
-
-    def _fail(self, error: BaseException) -> None:
-        failure = failureWithContext(error, self, self.bytesWritten, self.chunksWritten)
-        self._state = _FAILED
-        self._cancelCall()
-        self._unregister()
-        self._fire(failure)
-
-    def _unregister(self) -> None:
-        consumer = self.consumer
-        if consumer is None or not self._registered:
-            return
-        self._registered = False
-        try:
-            consumer.unregisterProducer()
-        except BaseException:
-            _log.failure("Unregistering {producer!r} failed", producer=self)
-
-    def _fire(self, result: Any) -> None:
-        deferred, self._deferred = self._deferred, None
-        if deferred is None:
-            return
-        if isinstance(result, Failure):
-            deferred.errback(result)
         else:
-            deferred.callback(result)
+            self.producingResumed()
+            if (
+                self._generated
+                and task is not None
+                and self._state is RUNNING
+                and not self._pause.paused
+            ):
+                task.wake(now=True)
 
-    def _cancelCall(self) -> None:
-        if self._call is not None:
-            if self._call.active():
-                self._call.cancel()
-            self._call = None
+    def _flowEnded(self, reason: Optional[Failure]) -> None:
+        if reason is not None and self._begun:
+            self.producingStopped()
 
-    def _schedule(self) -> None:
-        if self._call is None:
-            self._call = getReactor(self._reactor).callLater(0, self._nextTurn)
-
-    def _nextTurn(self) -> None:
-        self._call = None
-        self._run()
-
-    def _run(self) -> None:
-        """
-        Run the L{produce} loop for at most one turn's budget.
-        """
-        if (
-            self._inLoop
-            or self._paused
-            or self._state != _RUNNING
-            or not self._isGenerated()
-        ):
-            return
-        consumer = self.consumer
-        assert consumer is not None
-        budget = self.maxBytesPerTurn
-        deadline = time.perf_counter() + self.maxSecondsPerTurn
-        produce: Callable[[], Optional[bytes]] = self.produce
-        write = consumer.write
-        self._inLoop = True
+    def _flowStep(self) -> bool:
+        if not self._begun:
+            self._begun = True
+            try:
+                self.producingStarted()
+                if self.paused and self.producing:
+                    self.producingPaused()
+            except BaseException as error:
+                self._fail(error)
+                return False
+        pause = self._pause
+        if pause.paused or self._state is not RUNNING or not self._generated:
+            return False
+        write = self.consumer.write
+        produce = self.produce
+        task = self._task
+        assert task is not None
+        # What this step may write: a step's worth, or what is left of the
+        # turn's budget if less (at least one chunk); each write counts as
+        # at least 1 KiB, so a step of small chunks or objects ends after 128
+        # of them.  Charged to the turn once, at the end of the step.
+        room = task.room()
+        limit = STEP_BYTES if room > STEP_BYTES else room
+        written = weight = 0
         try:
-            while self._state == _RUNNING and not self._paused:
+            while True:
                 chunk = produce()
                 if chunk is None:
-                    self.finishProducing()
-                    return
+                    task.charge(written)
+                    self._finish(self.bytesWritten)
+                    return False
                 if chunk:
-                    budget -= len(chunk)
-                    self.bytesWritten += len(chunk)
+                    size = len(chunk) if isinstance(chunk, (bytes, bytearray)) else 1
+                    self.bytesWritten += size
                     self.chunksWritten += 1
                     write(chunk)
-                if budget <= 0 or time.perf_counter() >= deadline:
-                    # Yield, so that a consumer that never pauses cannot
-                    # starve the rest of the reactor.
-                    if self._state == _RUNNING and not self._paused:
-                        self._schedule()
-                    return
-        except BaseException as e:
-            if self._state == _RUNNING:
-                self._fail(e)
-            else:
-                _log.failure("{producer!r} failed after it had ended", producer=self)
-        finally:
-            self._inLoop = False
+                    written += size
+                    weight += size if size > 1024 else 1024
+                    if pause.paused or self._state is not RUNNING:
+                        task.charge(written)
+                        return False
+                    if weight >= limit:
+                        task.charge(written)
+                        return True
+        except BaseException as error:
+            task.charge(written)
+            self._fail(error)
+            return False

@@ -25,6 +25,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_streaming._transportinternals import (
+    isTCPTransport,
+    markWriteDisconnected,
+    unsentBytes,
+    writeClosing,
+)
+
 __all__ = ["PipePool", "Splice", "canSplice"]
 
 _log = Logger()
@@ -74,14 +81,6 @@ class SpliceOwner(Protocol):
         """
 
 
-_tcpConnection: Any
-try:
-    from twisted.internet.tcp import Connection as _tcpConnection
-except ImportError:  # pragma: no cover
-    _tcpConnection = None
-if not hasattr(os, "splice"):  # pragma: no cover
-    _tcpConnection = None
-
 _INET = (socket.AF_INET, socket.AF_INET6)
 
 
@@ -91,7 +90,7 @@ def canSplice(transport: Any) -> bool:
     transport of a reactor with file descriptors, not TLS, with nothing
     waiting to be written, and L{os.splice} available?
     """
-    if _tcpConnection is None or not isinstance(transport, _tcpConnection):
+    if not hasattr(os, "splice") or not isTCPTransport(transport):
         return False
     sock = getattr(transport, "socket", None)
     return bool(
@@ -102,10 +101,8 @@ def canSplice(transport: Any) -> bool:
         and not ISSLTransport.providedBy(transport)
         and transport.connected
         and not transport.disconnecting
-        and not transport._writeDisconnecting
-        and not transport._writeDisconnected
-        and len(transport.dataBuffer) == transport.offset
-        and not transport._tempDataLen
+        and not writeClosing(transport)
+        and not unsentBytes(transport)
         and transport.producer is None
         and IReactorFDSet.providedBy(transport.reactor)
     )
@@ -390,7 +387,7 @@ class _Direction:
             # As the transport would have noted had it shut down itself, so
             # that its loseConnection closes at once instead of waiting for
             # the reactor to report the socket writable.
-            dest.transport._writeDisconnected = True
+            markWriteDisconnected(dest.transport)
             self.splice.directionDone()
 
 
@@ -424,7 +421,7 @@ class Splice:
         pool: Optional[PipePool] = None,
     ) -> None:
         self.owner = owner
-        self.reactor: Any = a.reactor
+        self.reactor: IReactorFDSet = a.reactor
         self.stopped = False
         self._pipes = pipes
         self._pool = pool

@@ -19,6 +19,7 @@ import random
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -123,7 +124,11 @@ class RandomIntegerProducer(BasePushProducer):
     batchSize = 8192
 
     def __init__(
-        self, count: int, lines: IntegerLines, *, reactor: Optional[Any] = None
+        self,
+        count: int,
+        lines: IntegerLines,
+        *,
+        reactor: Optional[IReactorTime] = None,
     ) -> None:
         super().__init__(reactor=reactor)
         self.count = count
@@ -217,7 +222,7 @@ class RandomIntegerFactory(Factory):
         maximum: int = 10000,
         maxCount: int = 10**9,
         seed: Optional[int] = None,
-        reactor: Optional[Any] = None,
+        reactor: Optional[IReactorTime] = None,
     ) -> None:
         if minimum > maximum:
             raise ValueError(f"minimum {minimum} is greater than maximum {maximum}")

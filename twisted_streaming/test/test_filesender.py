@@ -237,6 +237,58 @@ class FileSenderUnitTests(SynchronousTestCase):
         self.assertIsNone(sender.file)
 
 
+def _openDescriptors() -> int:
+    """
+    How many file descriptors this process has open.
+    """
+    return len(os.listdir("/proc/self/fd"))
+
+
+class FileSenderLifecycleTests(SynchronousTestCase):
+    """
+    Transfers that cannot start: each test failed before the flow core.
+    """
+
+    def test_refusedRegistration(self) -> None:
+        """
+        A consumer that refuses the sender (it has a producer already) fails
+        the Deferred with its error; nothing is written to it, its producer
+        stays registered, the file opened from a path is closed, and the
+        sender can send again.
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"0123456789")
+        transport = StringTransport()
+        other = FileSender()
+        transport.registerProducer(other, True)
+        sender = FileSender()
+        before = _openDescriptors()
+        d = sender.beginFileTransfer(path, transport)
+        self.failureResultOf(d, RuntimeError)
+        self.assertEqual(_openDescriptors(), before)
+        self.assertIsNone(sender.file)
+        self.assertEqual(transport.value(), b"")
+        self.assertIs(transport.producer, other)
+        transport.unregisterProducer()
+        again = sender.beginFileTransfer(path, transport)
+        while transport.producer is not None:
+            sender.resumeProducing()
+        self.assertEqual(self.successResultOf(again), b"9")
+        self.assertEqual(transport.value(), b"0123456789")
+
+    def test_pathThatCannotBeOpened(self) -> None:
+        """
+        A path that cannot be opened fails the Deferred, in context, and
+        registers nothing.
+        """
+        transport = StringTransport()
+        sender = FileSender()
+        d = sender.beginFileTransfer(self.mktemp(), transport)
+        failure = self.failureResultOf(d, FileNotFoundError)
+        self.assertIsInstance(failure, ContextFailure)
+        self.assertIsNone(transport.producer)
+
+
 def _makeFile(testCase: TestCase, size: int) -> Tuple[str, str]:
     """Write C{size} pseudo-random bytes to a temporary file; return path, hex."""
     path = testCase.mktemp()

@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 
 import twisted_streaming
 from twisted_streaming import interfaces
-from twisted_streaming._util import isFinishable
+from twisted_streaming._flow import isFinishable
 
 
 class ReExportTests(SynchronousTestCase):
@@ -41,8 +41,9 @@ class ReExportTests(SynchronousTestCase):
         Importing the package and its plugin module installs no reactor.
         """
         code = (
-            "import sys, twisted_streaming, twisted_streaming.tap, "
-            "twisted_streaming.interfaces\n"
+            "import sys, twisted_streaming, twisted_streaming.interfaces, "
+            "twisted_streaming.testing, twisted_streaming.tap.randomintegers, "
+            "twisted_streaming.tap.streamproxy\n"
             "from twisted.plugins import twisted_streaming_plugins\n"
             "print('twisted.internet.reactor' in sys.modules)\n"
         )

@@ -23,8 +23,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_streaming import tap
 from twisted_streaming.randomintegers import PROMPT, RandomIntegerFactory
+from twisted_streaming.tap import randomintegers as tap
 from twisted_streaming.test.test_randomintegers import _Client, values
 
 reactor: Any = _globalReactor
@@ -42,7 +42,7 @@ class DiscoveryTests(SynchronousTestCase):
         makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
         self.assertIn("random-integers", makers)
         maker: Any = makers["random-integers"]
-        self.assertEqual(maker.module, "twisted_streaming.tap")
+        self.assertEqual(maker.module, "twisted_streaming.tap.randomintegers")
 
 
 class PackagingTests(SynchronousTestCase):

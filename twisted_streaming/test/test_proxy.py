@@ -37,9 +37,11 @@ from twisted_streaming import (
     ProducerStopped,
     ProxyFactory,
     ProxyStatistics,
-    proxytap,
 )
+from twisted_streaming import _proxy as proxyModule
 from twisted_streaming._proxy import _Reader, _UpstreamSide
+from twisted_streaming._transportinternals import unsentBytes
+from twisted_streaming.tap import streamproxy as proxytap
 from twisted_streaming.test.test_faults import selfSigned
 from twisted_streaming.test.test_plugin import twistd
 
@@ -194,13 +196,28 @@ class ProxyTestsMixin:
 
     def upstream(self, make: Any) -> int:
         self.upstreams: List[Peer] = []
+        self._upstreamWaiters: List[Tuple[int, Deferred[Peer]]] = []
 
         def build() -> Peer:
             peer = make()
             self.upstreams.append(peer)
+            for waiter in list(self._upstreamWaiters):
+                if len(self.upstreams) >= waiter[0]:
+                    self._upstreamWaiters.remove(waiter)
+                    waiter[1].callback(peer)
             return peer
 
         return self.listen(Factory.forProtocol(build), backlog=1024)
+
+    def upstreamNumber(self, n: int) -> Deferred[Peer]:
+        """
+        Fire with the C{n}th upstream connection (from 1) once it is made.
+        """
+        if len(self.upstreams) >= n:
+            return succeed(self.upstreams[n - 1])
+        d: Deferred[Peer] = Deferred()
+        self._upstreamWaiters.append((n, d))
+        return d
 
     def proxy(self, upstreamPort: int, **kwargs: Any) -> int:
         kwargs.setdefault("zeroCopy", self.zeroCopy)
@@ -305,9 +322,7 @@ class ProxyTests(ProxyTestsMixin, TestCase):
         # transports' buffers (or, splicing, its two pipes), though 64 MiB
         # are waiting to be sent.
         sides = [proxied.client, proxied.upstream]
-        held = sum(
-            len(s.transport.dataBuffer) + s.transport._tempDataLen for s in sides
-        )
+        held = sum(unsentBytes(s.transport) for s in sides)
         limit = 512 * 1024
         if proxied.splice is not None:
             held += proxied.splice.buffered
@@ -619,6 +634,47 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         return transport
 
+    def test_statisticsOnTheReactorsClock(self) -> None:
+        """
+        A connection's statistics are timed by the proxy's reactor, as its
+        timeouts are (before, by C{time.time}).
+        """
+        self.clock.advance(1000)
+        factory = ProxyFactory.forEndpoint(
+            FakeEndpoint(), reactor=self.clock, onConnectionDone=self.done.append
+        )
+        transport = self.connect(factory)
+        statistics = transport.protocol.connection.statistics
+        self.assertEqual(statistics.started, 1000)
+        self.clock.advance(2.5)
+        self.assertEqual(statistics.duration, 2.5)
+        connection = transport.protocol.connection
+        connection.client.connectionLost(Failure(Exception("gone")))
+        connection.upstream.connectionLost(Failure(Exception("gone")))
+        self.assertEqual(self.done[0].ended, 1002.5)
+        self.assertEqual(self.done[0].duration, 2.5)
+
+    def test_connectTimeoutAppliedOnce(self) -> None:
+        """
+        An upstream named by host name is reached through an endpoint made
+        with the connect timeout, and no second timer is set on top (before,
+        there were two).
+        """
+        made: List[Any] = []
+
+        class Endpoint(FakeEndpoint):
+            def __init__(self, reactor: Any, host: str, port: int, timeout: float):
+                super().__init__(never=True)
+                self.timeout = timeout
+                made.append(self)
+
+        self.patch(proxyModule, "HostnameEndpoint", Endpoint)
+        factory = ProxyFactory("localhost", 80, reactor=self.clock, connectTimeout=7)
+        self.connect(factory)
+        self.assertEqual([e.timeout for e in made], [7])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        made[0].attempts[0].errback(Failure(Exception("timed out")))
+
     def test_connectTimeout(self) -> None:
         """
         A client whose upstream does not answer within C{connectTimeout} is
@@ -765,11 +821,29 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
 
     def test_discovered(self) -> None:
         """
-        twistd lists C{stream-proxy}, pointing at L{proxytap}.
+        twistd lists C{stream-proxy}, pointing at L{twisted_streaming.tap.streamproxy}.
         """
         makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
         maker: Any = makers["stream-proxy"]
-        self.assertEqual(maker.module, "twisted_streaming.proxytap")
+        self.assertEqual(maker.module, "twisted_streaming.tap.streamproxy")
+
+    def test_connectTimeoutOverEndpointDefault(self) -> None:
+        """
+        C{--connect-timeout} longer than a C{tcp:} endpoint's default of 30
+        seconds is the one that applies, once (before, the endpoint gave up
+        after 30 seconds whatever it said).
+        """
+        for given, endpointTimeout, timers in (("60", 60, 0), ("2.5", 3, 1)):
+            reactor = MemoryReactorClock()
+            options = self.parse(
+                "--listen", "tcp:0", "--connect", "tcp:127.0.0.1:9",
+                "--connect-timeout", given,
+            )  # fmt: skip
+            service: Any = proxytap.makeService(options, reactor=reactor)
+            protocol = service.factory.buildProtocol(None)
+            protocol.makeConnection(StringTransport())
+            self.assertEqual(reactor.tcpClients[0][3], endpointTimeout)
+            self.assertEqual(len(reactor.getDelayedCalls()), timers)
 
     def test_options(self) -> None:
         """
@@ -863,15 +937,17 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         logging their statistics.
         """
         upstreamPort = self.upstream(lambda: Peer(readPaused=True))
-        for extra in ([], ["--no-zero-copy"]):
+        for number, extra in enumerate(([], ["--no-zero-copy"]), 1):
             process, stop = self.twistdProxy(upstreamPort, *extra)
             port = await process.port
             client = await self.client(port, Peer(send=64 * MiB, seed=3))
             assert client.producer is not None
+            # The client is paused as soon as the proxy stops reading it,
+            # which it does until upstream is connected: wait for both.
+            upstream = await self.upstreamNumber(number)
             await paused(client.producer)
             await stop()
             await client.lost
-            upstream = self.upstreams[-1]
             # Reading again, it finds that the proxy has closed.
             upstream.transport.resumeProducing()  # type: ignore[union-attr]
             await upstream.lost

@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_streaming import FileSender, IPushProducer, ProducerStopped, PullToPush
+from twisted_streaming._flow import turnLoop
 
 
 def _turn(clock: Clock) -> None:
@@ -81,8 +82,8 @@ class PullToPushTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_yieldsAfterByteBudget(self) -> None:
-        """The loop writes at most maxBytesPerTurn per reactor turn."""
-        self.adapter.maxBytesPerTurn = 8
+        """The loop writes at most its reactor's turn budget per turn."""
+        turnLoop(self.clock).bytesPerTurn = 8
         self._startFile(b"x" * 20)
         _turn(self.clock)
         self.assertEqual(len(self.transport.value()), 8)
@@ -129,7 +130,7 @@ class PullToPushTests(SynchronousTestCase):
         """An endless pull producer is stopped and its loop cancelled."""
         pull = _CountingPull()
         pull.consumer = self.adapter
-        self.adapter.maxBytesPerTurn = 5
+        turnLoop(self.clock).bytesPerTurn = 5
         self.adapter.registerProducer(pull, False)
         _turn(self.clock)
         self.assertEqual(pull.resumes, 5)
@@ -145,3 +146,84 @@ class PullToPushTests(SynchronousTestCase):
         self.assertIs(self.transport.producer, pull)
         self.adapter.unregisterProducer()
         self.assertIsNone(self.transport.producer)
+
+
+class _Silent:
+    """
+    A pull producer that writes only when told to, and otherwise nothing.
+    """
+
+    def __init__(self, consumer: IConsumer) -> None:
+        self.consumer = consumer
+        self.resumes = 0
+        self.stopped = False
+        self.say: list[bytes] = []
+
+    def resumeProducing(self) -> None:
+        self.resumes += 1
+        if self.say:
+            self.consumer.write(self.say.pop(0))
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+class _Raising(_Silent):
+    def resumeProducing(self) -> None:
+        self.resumes += 1
+        raise ValueError("the pull producer broke")
+
+
+class PullContractTests(SynchronousTestCase):
+    """
+    L{PullToPush} calls a pull producer only when the pull contract says a
+    transport would: each test failed before the flow core.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.transport = StringTransport()
+        self.adapter = PullToPush(self.transport, reactor=self.clock)
+
+    def test_producerThatWritesNothingIsNotCalledAgain(self) -> None:
+        """
+        A pull producer whose C{resumeProducing} wrote nothing is not called
+        again (before, it was called on every turn, for ever), until it
+        writes of its own accord or the consumer resumes the adapter after a
+        pause.
+        """
+        pull = _Silent(self.adapter)
+        self.adapter.registerProducer(pull, False)
+        for _ in range(3):
+            _turn(self.clock)
+        self.assertEqual(pull.resumes, 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(0)
+        pull.say = [b"a", b"b"]
+        self.adapter.pauseProducing()
+        self.adapter.resumeProducing()
+        self.clock.advance(0)
+        self.assertEqual(pull.resumes, 4)
+        self.assertEqual(self.transport.value(), b"ab")
+        self.adapter.write(b"c")
+        self.clock.advance(0)
+        self.assertEqual(pull.resumes, 5)
+        self.assertIs(self.transport.producer, self.adapter)
+
+    def test_raisingProducerIsLoggedAndLetGo(self) -> None:
+        """
+        An exception from the pull producer is logged with context instead
+        of escaping into the reactor; the producer is not called again, and
+        the adapter unregisters.
+        """
+        pull = _Raising(self.adapter)
+        self.adapter.registerProducer(pull, False)
+        _turn(self.clock)
+        errors = self.flushLoggedErrors(ValueError)
+        self.assertEqual(len(errors), 1)
+        self.assertIn("_Raising", errors[0].getErrorMessage())
+        self.assertIsNone(self.transport.producer)
+        self.assertIsNone(self.adapter.producer)
+        self.clock.advance(1)
+        self.assertEqual((pull.resumes, pull.stopped), (1, False))
+        self.assertEqual(self.clock.getDelayedCalls(), [])

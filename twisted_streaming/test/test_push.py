@@ -25,6 +25,8 @@ from twisted_streaming import (
     ProducerStateError,
     ProducerStopped,
 )
+from twisted_streaming._flow import turnLoop
+from twisted_streaming._push import STEP_BYTES
 
 reactor: Any = _globalReactor
 
@@ -422,13 +424,12 @@ class BasePushProducerTests(SynchronousTestCase):
 
     def test_fairnessYieldsAfterBudget(self) -> None:
         """
-        With a consumer that never pauses, the loop writes at most one turn's
-        budget and schedules the rest for later turns.
+        With a consumer that never pauses, a turn of the loop writes at most
+        its budget and the rest waits for later turns.
         """
         consumer = TransportLikeConsumer()
         producer = ChunkProducer(100, size=1000, reactor=self.clock)
-        producer.maxBytesPerTurn = 10_000
-        producer.maxSecondsPerTurn = 60  # Only the byte budget is tested here.
+        turnLoop(self.clock).bytesPerTurn = 10_000
         d = producer.startProducing(consumer)
         runTurn(self.clock)
         self.assertEqual(len(consumer.value()), 10_000)
@@ -443,32 +444,32 @@ class BasePushProducerTests(SynchronousTestCase):
 
     def test_timeBudgetAlwaysMakesProgress(self) -> None:
         """
-        With no time budget at all, each turn still writes one chunk.
+        With no time budget at all, each turn still writes one step.
         """
         consumer = TransportLikeConsumer()
-        producer = ChunkProducer(3, reactor=self.clock)
-        producer.maxSecondsPerTurn = 0
+        producer = ChunkProducer(3, size=STEP_BYTES, reactor=self.clock)
+        turnLoop(self.clock).secondsPerTurn = 0
         d = producer.startProducing(consumer)
-        for expected in (10, 20, 30):
+        for expected in (1, 2, 3):
             runTurn(self.clock)
-            self.assertEqual(len(consumer.value()), expected)
+            self.assertEqual(len(consumer.value()), expected * STEP_BYTES)
         runTurn(self.clock)
-        self.assertEqual(self.successResultOf(d), 30)
+        self.assertEqual(self.successResultOf(d), 3 * STEP_BYTES)
 
     def test_twoProducersShareTheReactor(self) -> None:
         """
-        Two producers whose consumers never pause take turns.
+        Two producers whose consumers never pause take turns within one
+        budget per turn: the budget is the reactor's, not each producer's.
         """
         a, b = TransportLikeConsumer(), TransportLikeConsumer()
         pa = ChunkProducer(50, size=1000, reactor=self.clock)
         pb = ChunkProducer(50, size=1000, reactor=self.clock)
-        pa.maxBytesPerTurn = pb.maxBytesPerTurn = 5000
-        pa.maxSecondsPerTurn = pb.maxSecondsPerTurn = 60
+        turnLoop(self.clock).bytesPerTurn = 5000
         da, db = pa.startProducing(a), pb.startProducing(b)
         runTurn(self.clock)
-        self.assertEqual((len(a.value()), len(b.value())), (5000, 5000))
+        self.assertEqual(len(a.value()) + len(b.value()), 5000)
         runTurn(self.clock)
-        self.assertEqual((len(a.value()), len(b.value())), (10000, 10000))
+        self.assertEqual((len(a.value()), len(b.value())), (5000, 5000))
         for _ in range(100):
             if da.called and db.called:
                 break
@@ -476,6 +477,26 @@ class BasePushProducerTests(SynchronousTestCase):
         self.assertEqual(
             (self.successResultOf(da), self.successResultOf(db)), (50000,) * 2
         )
+
+    def test_manyProducersOneBudget(self) -> None:
+        """
+        However many producers have data, one turn writes no more than one
+        budget (plus the step that crossed it): the reactor gets back to its
+        other work as soon as with one.
+        """
+        consumers = [TransportLikeConsumer() for _ in range(100)]
+        producers = [
+            ChunkProducer(1000, size=1000, reactor=self.clock) for _ in consumers
+        ]
+        turnLoop(self.clock).bytesPerTurn = 10_000
+        done = [p.startProducing(c) for p, c in zip(producers, consumers)]
+        runTurn(self.clock)
+        total = sum(len(c.value()) for c in consumers)
+        self.assertGreaterEqual(total, 10_000)
+        self.assertLessEqual(total, 10_000 + 1000)
+        for producer, d in zip(producers, done):
+            producer.stopProducing()
+            self.failureResultOf(d, ProducerStopped)
 
     def test_emptyChunksAreSkipped(self) -> None:
         """
@@ -807,3 +828,176 @@ def producer_paused(producer: ChunkProducer) -> Deferred[None]:
 
     producer.producingPaused = paused  # type: ignore[method-assign]
     return d
+
+
+class RefusingConsumer(TransportLikeConsumer):
+    """
+    A consumer that already has a streaming producer, as a transport that a
+    second producer is started on.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = ChunkProducer(0)
+        self.registerProducer(self.first, True)
+        self.calls.clear()
+
+
+class LifecycleEdgeTests(SynchronousTestCase):
+    """
+    The edges of L{BasePushProducer}'s lifecycle that the flow core fixed:
+    each test failed before it.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def test_refusedRegistration(self) -> None:
+        """
+        On a consumer that refuses it (it has a producer already), the
+        Deferred fails with the consumer's error; nothing is ever written to
+        the consumer, and its own producer stays registered and is told
+        nothing.
+        """
+        consumer = RefusingConsumer()
+        producer = ChunkProducer(3, reactor=self.clock)
+        d = producer.startProducing(consumer)
+        failure = self.failureResultOf(d, RuntimeError)
+        self.assertIn("Cannot register two producers", failure.getErrorMessage())
+        self.clock.advance(0)
+        self.assertEqual(consumer.value(), b"")
+        self.assertEqual(producer.made, 0)
+        self.assertIs(consumer.producer, consumer.first)
+        self.assertEqual(consumer.first.events, [])
+        self.assertEqual(consumer.calls, ["register"])
+        self.assertFalse(producer.producing)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unregistersOnlyItself(self) -> None:
+        """
+        Stopped after its consumer has forgotten it and taken another
+        producer, a producer leaves that other producer registered.
+        """
+        consumer = TransportLikeConsumer()
+        producer = ChunkProducer(3, reactor=self.clock)
+        d = producer.startProducing(consumer)
+        consumer.unregisterProducer()
+        other = ChunkProducer(0)
+        consumer.registerProducer(other, True)
+        producer.stopProducing()
+        self.failureResultOf(d, ProducerStopped)
+        self.assertIs(consumer.producer, other)
+        self.clock.advance(0)
+
+    def test_failureRunsTheCleanupHook(self) -> None:
+        """
+        A producer that fails (not only one that is stopped) is told so in
+        C{producingStopped}, once, after it has unregistered and before its
+        Deferred fires.
+        """
+        consumer = TransportLikeConsumer()
+        producer = FailingProducer(10, reactor=self.clock)
+        d = producer.startProducing(consumer)
+
+        def fired(failure: Failure) -> None:
+            producer.events.append(f"fired {failure.type.__name__}")  # type: ignore[union-attr]
+
+        d.addErrback(fired)
+        original = producer.producingStopped
+
+        def stopped() -> None:
+            self.assertIsNone(consumer.producer)
+            original()
+
+        producer.producingStopped = stopped  # type: ignore[method-assign]
+        self.clock.advance(0)
+        self.assertEqual(producer.events, ["started", "stopped", "fired Boom"])
+
+    def test_resumeCarriesOnWithinTheBudget(self) -> None:
+        """
+        Resumed by its consumer between two turns, a producer carries on at
+        once, within what is left of the last turn's budget, and once that
+        is spent waits for the next turn.
+        """
+        consumer = TransportLikeConsumer(threshold=5)
+        producer = ChunkProducer(40, reactor=self.clock)
+        turnLoop(self.clock).bytesPerTurn = 100
+        d = producer.startProducing(consumer)
+        runTurn(self.clock)
+        # The first turn wrote one chunk, and was paused.
+        self.assertEqual(len(consumer.value()), 10)
+        for written in range(20, 110, 10):
+            producer.resumeProducing()
+            self.assertEqual(len(consumer.value()), written)
+        # The turn's 100 bytes are spent: the rest waits for the next turn.
+        producer.resumeProducing()
+        self.assertEqual(len(consumer.value()), 100)
+        runTurn(self.clock)
+        self.assertEqual(len(consumer.value()), 110)
+        for _ in range(100):
+            if d.called:
+                break
+            consumer.drain()
+            runTurn(self.clock)
+        self.assertEqual(self.successResultOf(d), 400)
+
+    def test_resumeInsideAnotherFlowWaits(self) -> None:
+        """
+        A resume that arrives while another producer's step is running (its
+        write resumed this one) does not run this one inside it: it waits
+        for the turn, so no consumer is re-entered.
+        """
+        resumed = ChunkProducer(3, reactor=self.clock)
+        resumedConsumer = TransportLikeConsumer(threshold=5)
+        done = resumed.startProducing(resumedConsumer)
+        self.clock.advance(0)
+        self.assertTrue(resumed.paused)
+        resumedConsumer.clear()
+        seen: List[bytes] = []
+
+        class Resuming(TransportLikeConsumer):
+            def write(self, data: bytes) -> None:
+                super().write(data)
+                resumed.resumeProducing()
+                seen.append(resumedConsumer.value())
+
+        resuming = ChunkProducer(1, reactor=self.clock)
+        resumingDone = resuming.startProducing(Resuming())
+        self.clock.advance(0)
+        self.assertEqual(seen, [b""])
+        self.successResultOf(resumingDone)
+        while not done.called:
+            resumedConsumer.drain()
+            self.clock.advance(0)
+        self.assertEqual(self.successResultOf(done), 30)
+
+
+class TwoProducersOneConnectionTests(TestCase):
+    """
+    The mistake a user makes with two producers and one connection, over
+    real TCP.
+    """
+
+    async def test_secondProducerFailsAndWritesNothing(self) -> None:
+        """
+        A second producer started on a connection that already streams one
+        fails with the transport's error, and the peer receives exactly the
+        first producer's stream: no stray bytes of the second mixed in.
+        """
+        from twisted_streaming.testing import loopbackReceive
+
+        first = ChunkProducer(200, size=10_000)
+        second = ChunkProducer(200, size=10_000)
+        outcomes: List[Failure] = []
+
+        def start(transport: Any) -> Deferred[int]:
+            done = first.startProducing(transport)
+            second.startProducing(transport).addErrback(outcomes.append)
+            return done
+
+        received = await loopbackReceive(start, slowReader=2)
+        expected = b"".join((b"%09d\n" % (i,) * 1001)[:10_000] for i in range(1, 201))
+        self.assertEqual(received, expected)
+        self.assertEqual(len(outcomes), 1)
+        self.assertTrue(outcomes[0].check(RuntimeError))
+        self.assertEqual(second.made, 0)

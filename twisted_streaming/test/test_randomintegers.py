@@ -19,6 +19,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from twisted_streaming._transportinternals import unsentBytes
 from twisted_streaming.randomintegers import (
     PROMPT,
     IntegerLines,
@@ -357,7 +358,7 @@ class RealTCPTests(TestCase):
         producer.producingPaused = onPause  # type: ignore[method-assign]
         await paused
         transport = server.transport
-        buffered = len(transport.dataBuffer) + transport._tempDataLen
+        buffered = unsentBytes(transport)
         self.assertLess(buffered, 256 * 1024)
         self.assertLess(producer.bytesWritten, 64 * 1024 * 1024)
         # Everyone else is still served in full.

@@ -7,10 +7,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from typing import Any, Callable, Optional, cast
+from typing import Any, Callable, List, Optional, cast
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from twisted_streaming import FileSender, ProducerStopped
@@ -264,6 +265,43 @@ class ZeroCopyTests(TestCase):
         self.assertEqual(factory.collector.digest.hexdigest(), expected)
         self.assertEqual(client.sender.zeroCopyBytes, 0)
         self.assertEqual(client.sender.bytesSent, size)
+
+    @defer.inlineCallbacks
+    def test_runsOnItsReactorsTurnLoop(self) -> Any:
+        """
+        The zero-copy path sends on the turn loop of the sender's reactor
+        (before, the reactor it was given went unused): with a L{Clock},
+        nothing is sent until the clock turns, and everything once it keeps
+        turning.
+        """
+        size = 4 * 1024 * 1024
+        path, expected = _makeFile(self, size)
+        clock = Clock()
+        factory = _CollectorFactory()
+        atStart: List[int] = []
+
+        class Sender(_Sender):
+            def connectionMade(self) -> None:
+                super().connectionMade()
+                # The transport has asked the sender for data by now.
+                atStart.append(self.sender.zeroCopyBytes)
+                pump()
+
+        client = Sender(path)
+        client.sender = FileSender(reactor=clock)
+        turns: List[int] = []
+
+        def pump() -> None:
+            clock.advance(0)
+            turns.append(1)
+            if not client.result.called and len(turns) < 100_000:
+                cast(Any, reactor).callLater(0, pump)
+
+        yield self._sendTCP(client, factory)
+        assert factory.collector is not None
+        self.assertEqual(atStart, [0])
+        self.assertEqual(factory.collector.digest.hexdigest(), expected)
+        self.assertEqual(client.sender.zeroCopyBytes, size)
 
     @defer.inlineCallbacks
     def test_sendfileRefusedFallsBack(self) -> Any:

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_streaming import _splice
+from twisted_streaming._transportinternals import writeClosing
 from twisted_streaming.test.test_proxy import (
     MiB,
     Peer,
@@ -276,7 +277,7 @@ class SpliceTests(ProxyTestsMixin, TestCase):
         original = connection.spliceFinished
 
         def spliceFinished() -> None:
-            seen.append([t._writeDisconnected for t in transports])
+            seen.append([writeClosing(t) for t in transports])
             original()
             seen.append([t.connected for t in transports])
 

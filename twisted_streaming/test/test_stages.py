@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import zlib
 from typing import Any, Iterable, List, Optional
@@ -209,7 +210,7 @@ class StageTests(SynchronousTestCase):
             if d.called:
                 break
             for stage in stages:
-                self.assertLessEqual(stage._buffered, stage.highWater + 16384)
+                self.assertLessEqual(stage.buffered, stage.highWater + 16384)
             sink.drain()
             received = sink.received  # type: ignore[assignment]
             self.clock.advance(0)
@@ -367,13 +368,13 @@ class StageWriteTests(SynchronousTestCase):
         upstream, consumer = self.attached(stage, pauseOnce)
         stage.write(b"a")
         self.assertEqual(consumer.items, [b"a1"])
-        self.assertEqual((stage.itemsOut, stage.bytesOut, stage._buffered), (1, 2, 4))
+        self.assertEqual((stage.itemsOut, stage.bytesOut, stage.buffered), (1, 2, 4))
         self.assertEqual(upstream.calls, [("pause",)])
         stage.write(b"b")
         self.assertEqual(consumer.items, [b"a1"])
         stage.resumeProducing()
         self.assertEqual(consumer.items, [b"a1", b"a2", b"a3", b"b1", b"b2", b"b3"])
-        self.assertEqual((stage.itemsOut, stage.bytesOut, stage._buffered), (6, 12, 0))
+        self.assertEqual((stage.itemsOut, stage.bytesOut, stage.buffered), (6, 12, 0))
         self.assertEqual(upstream.calls, [("pause",), ("resume",)])
 
     def test_pauseAndResumeInsideAWrite(self) -> None:
@@ -394,7 +395,7 @@ class StageWriteTests(SynchronousTestCase):
         stage.write(b"b")
         self.assertEqual(consumer.items, [b"a1", b"a2", b"b1", b"b2"])
         self.assertEqual(upstream.calls, [("pause",), ("resume",)])
-        self.assertEqual(stage._buffered, 0)
+        self.assertEqual(stage.buffered, 0)
 
     def test_orderWhenUpstreamStageWritesFromInsideAWrite(self) -> None:
         """
@@ -410,10 +411,10 @@ class StageWriteTests(SynchronousTestCase):
 
         first = Stage(lambda b: [b], highWater=1)
         second = Stage(lambda b: [b + b"1", b + b"2"], highWater=1)
+        consumer = _Recorder(pauseAndResume)
+        second.attach(consumer)  # type: ignore[arg-type]
         first.attach(second)
-        upstream, consumer = self.attached(second, pauseAndResume)
-        second.registerProducer(first, True)
-        first.registerProducer(upstream, True)
+        first.registerProducer(RecordingPushProducer(), True)
         # The first stage holds b and c back while its consumer is paused.
         first.pauseProducing()
         first.write(b"a")
@@ -593,3 +594,226 @@ class LoopbackTests(TestCase):
         self.assertTrue(sink.finished)
         self.assertLess(compress.bytesOut, len(data))
         self.assertEqual(sent.bytesIn, compress.bytesOut)
+
+
+class _FinishFails(BackpressureConsumer):
+    """
+    A sink whose C{finish} raises.
+    """
+
+    def finish(self) -> None:
+        super().finish()
+        raise OSError("cannot flush")
+
+
+class EdgeTests(SynchronousTestCase):
+    """
+    The edges of stages and pipelines that the flow core fixed: each test
+    failed before it.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def test_downstreamFinishRaises(self) -> None:
+        """
+        A sink whose C{finish} raises fails the last stage's C{done} and the
+        pipeline with that error (before, C{done} never fired and the
+        pipeline succeeded); nothing escapes into the source, and C{done}
+        fires only once the stage has unregistered everywhere.
+        """
+        stage = Stage(lambda b: [b], reactor=self.clock)
+        sink = _FinishFails()
+        source = Items([b"a", b"b"], reactor=self.clock)
+        seen: List[Any] = []
+        stage.done.addErrback(
+            lambda f: seen.append((f.type, stage.upstream, sink.producer))
+        )
+        stage.attach(sink)
+        sourceDone = source.startProducing(stage)
+        self.clock.advance(0)
+        self.assertEqual(seen, [(OSError, None, None)])
+        self.assertEqual(self.successResultOf(sourceDone), 2)
+        self.assertEqual(sink.received, b"ab")
+        sink = _FinishFails()
+        d = pipeline(
+            Items([b"c"], reactor=self.clock),
+            Stage(lambda b: [b], reactor=self.clock),
+            sink=sink,
+        )
+        self.clock.advance(0)
+        failure = self.failureResultOf(d, OSError)
+        self.assertIsInstance(failure, ContextFailure)
+        self.assertIsNone(sink.producer)
+
+    def test_secondRegistrationRaises(self) -> None:
+        """
+        Registering a second producer with a stage raises, as a transport
+        does, and leaves the first registered (before, it silently replaced
+        it).
+        """
+        stage = Stage(lambda b: [b], reactor=self.clock)
+        first, second = RecordingPushProducer(), RecordingPushProducer()
+        stage.registerProducer(first, True)
+        self.assertRaises(RuntimeError, stage.registerProducer, second, True)
+        self.assertIs(stage.upstream, first)
+
+    def test_noStagesFinishesTheSink(self) -> None:
+        """
+        With no stages and a pull source (which only unregisters), the
+        pipeline still finishes a finishable sink, and fires with the bytes
+        delivered to it.
+        """
+        sink = BackpressureConsumer(clock=self.clock)
+        d = pipeline(
+            lambda consumer: FileSender().beginFileTransfer(
+                io.BytesIO(b"x" * 100_000), consumer
+            ),
+            sink=sink,
+        )
+        for _ in range(100):
+            self.clock.advance(0.001)
+        self.assertEqual(self.successResultOf(d), 100_000)
+        self.assertTrue(sink.finished)
+
+    def test_resultIsBytesDelivered(self) -> None:
+        """
+        Whatever the stages, the pipeline fires with the bytes delivered to
+        the sink (an item that is not bytes counts as 1), not with a count
+        of items.
+        """
+        for stages, expected in (
+            ((), 12),
+            ((LineSplitter(reactor=self.clock),), 10),
+            ((Stage(lambda b: [len(b)], reactor=self.clock),), 2),
+            ((Compress(reactor=self.clock), Decompress(reactor=self.clock)), 12),
+        ):
+            sink = BackpressureConsumer(objects=True)
+            source = Items([b"hello\n", b"world\n"], reactor=self.clock)
+            d = pipeline(source, *stages, sink=sink)
+            self.clock.advance(0)
+            self.assertEqual(self.successResultOf(d), expected)
+
+    def test_sinkRefusesTheChain(self) -> None:
+        """
+        A sink that refuses the chain (it has a producer) fails the
+        pipeline with its error, and its own producer stays registered.
+        """
+        sink = BackpressureConsumer()
+        other = RecordingPushProducer()
+        sink.registerProducer(other, True)
+        source = Items([b"a"], reactor=self.clock)
+        d = pipeline(source, Stage(lambda b: [b], reactor=self.clock), sink=sink)
+        self.failureResultOf(d, RuntimeError)
+        self.clock.advance(0)
+        self.assertIs(sink.producer, other)
+        self.assertEqual(sink.received, b"")
+        self.assertFalse(source.producing)
+
+    def test_sourceThatCannotStart(self) -> None:
+        """
+        A source that cannot start (a file that cannot be opened) fails the
+        pipeline and leaves nothing registered with the sink, which can take
+        another producer.
+        """
+        sink = BackpressureConsumer()
+        d = pipeline(
+            lambda consumer: FileSender().beginFileTransfer(self.mktemp(), consumer),
+            Stage(lambda b: [b], reactor=self.clock),
+            sink=sink,
+        )
+        self.failureResultOf(d, FileNotFoundError)
+        self.assertIsNone(sink.producer)
+        sink.registerProducer(RecordingPushProducer(), True)
+
+    def test_stageReturningBytesSaysWhatItExpected(self) -> None:
+        """
+        A stage function that returns bytes, a str or something that is not
+        iterable fails with an error that says it must return an iterable of
+        items.
+        """
+        results: List[Any] = [b"abc", "abc", 7, {"a": 1}]
+        for result in results:
+
+            def bad(item: Any, result: Any = result) -> Any:
+                return result
+
+            stage = Stage(bad, name="bad", reactor=self.clock)
+            d = pipeline(
+                Items([b"x"], reactor=self.clock), stage, sink=BackpressureConsumer()
+            )
+            self.clock.advance(0)
+            failure = self.failureResultOf(d, TypeError)
+            self.assertIn(
+                "must return an iterable of output items", failure.getErrorMessage()
+            )
+            self.assertIn(type(result).__name__, failure.getErrorMessage())
+
+
+class ErrorContextTests(SynchronousTestCase):
+    """
+    A failure names the chain it travelled and the item that set it off.
+    """
+
+    def test_chainAndOffendingItem(self) -> None:
+        """
+        A stage that fails on its third input names the source, every stage
+        and the sink, in order, and the item: its index, byte offset and a
+        truncated repr; in the message, the traceback and as attributes.
+        """
+        clock = Clock()
+
+        def parse(item: bytes) -> List[bytes]:
+            if item.startswith(b"bad"):
+                raise ValueError("cannot parse")
+            return [item]
+
+        source = Items([b"one", b"two", b"bad" + b"!" * 200, b"four"], reactor=clock)
+        first = Stage(parse, name="parse", reactor=clock)
+        second = Stage(lambda b: [b], name="after", reactor=clock)
+        sink = BackpressureConsumer()
+        d = pipeline(source, first, second, sink=sink)
+        clock.advance(0)
+        failure = self.failureResultOf(d, ValueError)
+        assert isinstance(failure, ContextFailure)
+        self.assertIs(failure.source, first)
+        self.assertEqual(
+            [name.split(" at ")[0] for name in failure.chain],
+            [
+                "<Items running",
+                "<Stage 'parse'",
+                "<Stage 'after'",
+                "<twisted_streaming.testing._fakes.BackpressureConsumer object",
+            ],
+        )
+        self.assertEqual((failure.itemIndex, failure.itemOffset), (2, 6))
+        assert failure.item is not None
+        self.assertTrue(failure.item.startswith("b'bad!!!"))
+        self.assertLess(len(failure.item), 80)
+        message = failure.getErrorMessage()
+        self.assertIn("cannot parse", message)
+        self.assertIn("at item 2 (offset 6) of its input", message)
+        self.assertIn(failure.chainText, message)
+        self.assertIn("<Stage 'parse'", failure.chainText)
+        self.assertIn(f"chain: {failure.chainText}", failure.getTraceback())
+
+    def test_objectStreamsCountItems(self) -> None:
+        """
+        A failure in a stream of objects counts items, not bytes.
+        """
+        clock = Clock()
+
+        def boom(item: Any) -> List[Any]:
+            if item == {"n": 1}:
+                raise KeyError("n")
+            return [item]
+
+        d = pipeline(
+            Items([{"n": 0}, {"n": 1}], reactor=clock),
+            Stage(boom, reactor=clock),
+            sink=BackpressureConsumer(objects=True),
+        )
+        clock.advance(0)
+        failure = self.failureResultOf(d, KeyError)
+        self.assertIn("after writing 2 items", failure.getErrorMessage())
+        self.assertNotIn("bytes", failure.getErrorMessage())

@@ -20,6 +20,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import provider
 
 from twisted_streaming import ProducerStopped
+from twisted_streaming._transportinternals import unsentBytes
 from twisted_streaming.test.test_examples import loadExample, reactor, run, serve
 from twisted_streaming.test.test_push import runTurn
 
@@ -50,8 +51,7 @@ def unsent(transport: Any) -> int:
     The bytes a TCP transport holds that the kernel has not yet taken:
     what the sending process itself is holding for a slow reader.
     """
-    # Twisted's FileDescriptor buffers: no public accessor exists.
-    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return unsentBytes(transport)
 
 
 def captureErrors(testCase: TestCase) -> List[Dict[str, Any]]:

@@ -9,14 +9,18 @@ import os
 from typing import IO, Any, List, Optional, Union
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer, IDelayedCall
+from twisted.internet.interfaces import IConsumer, IReactorTime
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from twisted_streaming._util import failureWithContext, getReactor
+from twisted_streaming._failure import failureWithContext
+from twisted_streaming._flow import Task, Upstream, WaterMarkBuffer, turnLoop
 from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
+
+__all__ = ["FileConsumer"]
 
 _log = Logger()
 
@@ -26,25 +30,29 @@ class FileConsumer:
     """
     Write everything written to this consumer to a file.
 
-    C{write()} only buffers: the file is written on later reactor turns, at
-    most L{batchBytes} per turn, so one fast producer cannot stall the
+    C{write()} only buffers: the file is written on the reactor's turn loop,
+    at most L{batchBytes} per step, so one fast producer cannot stall the
     reactor on disk writes.  A registered I{streaming} producer is paused
     when L{highWater} bytes or more are waiting, and resumed once fewer than
     L{lowWater} are (or none); a I{pull} producer is asked for more
-    (C{resumeProducing}) when it is registered and each time the buffer has
-    been written out.  So memory stays bounded by about C{highWater} plus
-    one producer chunk.
+    (C{resumeProducing}) on the turn loop when it is registered and each
+    time the buffer has been written out.  So memory stays bounded by about
+    C{highWater} plus one producer chunk.
+
+    One producer at a time: registering a second before the first has
+    unregistered raises L{ProducerStateError
+    <twisted_streaming.ProducerStateError>}, as a transport does.
 
     @cvar highWater: Buffered bytes at which a streaming producer is paused.
     @cvar lowWater: Buffered bytes below which it is resumed.
-    @cvar batchBytes: The most bytes written to the file per reactor turn.
+    @cvar batchBytes: The most bytes written to the file per step of the
+        turn loop.
     @ivar bytesWritten: Bytes written to the file so far.
-    @ivar producer: The registered producer, or L{None}.
     """
 
     highWater: int = 1024 * 1024
     lowWater: int = 256 * 1024
-    batchBytes: int = 1024 * 1024
+    batchBytes: int = 256 * 1024
 
     bytesWritten: int = 0
 
@@ -53,15 +61,18 @@ class FileConsumer:
         fileOrPath: Union[IO[bytes], str, bytes, os.PathLike[str], FilePath[Any]],
         *,
         fsync: bool = False,
-        reactor: Optional[Any] = None,
+        reactor: Optional[IReactorTime] = None,
+        cooperator: Optional[Cooperator] = None,
     ) -> None:
         """
         @param fileOrPath: A binary file object open for writing, or a path,
             which is opened (truncated) here and closed when finished.
         @param fsync: Call C{os.fsync} on the file before reporting that the
             data is written.
-        @param reactor: Used to schedule the writes (anything with
-            C{callLater}); the global reactor if L{None}.
+        @param reactor: The reactor whose turn loop writes the file; the
+            global reactor if L{None}, looked up when first needed.
+        @param cooperator: Write on this L{twisted.internet.task.Cooperator}
+            instead.
         """
         if isinstance(fileOrPath, FilePath):
             fileOrPath = fileOrPath.path
@@ -73,49 +84,51 @@ class FileConsumer:
         )
         self._fsync = fsync
         self._reactor = reactor
-        self._buffer: List[bytes] = []
-        self._buffered = 0
-        self._call: Optional[IDelayedCall] = None
+        self._cooperator = cooperator
+        self._task: Optional[Task] = None
+        self._up = Upstream(self)
+        self._buffer: WaterMarkBuffer[bytes] = WaterMarkBuffer(self)
         self._finished = False
         self._done = False
         self._result: Optional[Union[int, Failure]] = None
         self._waiters: List[Deferred[int]] = []
-        self._paused = False
-        self.producer: Optional[Any] = None
-        self._streaming = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.bytesWritten} bytes at {id(self):#x}>"
+
+    @property
+    def producer(self) -> Optional[Any]:
+        """
+        The registered producer, or L{None}.
+        """
+        return self._up.producer
 
     # IConsumer
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         """
-        Register a producer; a pull producer is asked for data at once.
+        Register a producer; a pull producer is asked for data on the turn
+        loop.  One registered after the file failed is stopped at once.
 
-        @raise RuntimeError: If a producer is already registered.
+        @raise ProducerStateError: If a producer is already registered.
         """
-        if self.producer is not None:
-            raise RuntimeError(f"{self!r} already has producer {self.producer!r}")
-        self.producer = producer
-        self._streaming = streaming
-        self._paused = False
+        self._up.register(producer, streaming)
         if self._done:
-            producer.stopProducing()
+            self._up.stop()
         elif streaming:
-            self._checkWater()
+            self._buffer.regulate(self._up)
         else:
-            producer.resumeProducing()
+            self._turns().wake()
 
     def unregisterProducer(self) -> None:
         """
         Forget the registered producer.
         """
-        self.producer = None
+        self._up.unregister()
 
     def write(self, data: bytes) -> None:
         """
-        Buffer C{data} to be written to the file on a later reactor turn.
+        Buffer C{data} to be written to the file on the turn loop.
 
         @raise ConsumerFinished: If L{finish} has been called.
         """
@@ -125,9 +138,8 @@ class FileConsumer:
             return  # A write failed; the error has been reported.
         if data:
             self._buffer.append(data)
-            self._buffered += len(data)
-            self._schedule()
-            self._checkWater()
+            self._turns().wake()
+            self._buffer.regulate(self._up)
 
     # IFinishableConsumer
 
@@ -143,7 +155,7 @@ class FileConsumer:
             raise ConsumerFinished(f"{self!r} is already finished")
         self._finished = True
         if not self._done:
-            self._schedule()
+            self._turns().wake()
 
     def whenFinished(self) -> Deferred[int]:
         """
@@ -164,61 +176,61 @@ class FileConsumer:
 
     # Internals
 
-    def _schedule(self) -> None:
-        if self._call is None:
-            self._call = getReactor(self._reactor).callLater(0, self._writeBatch)
+    def _turns(self) -> Task:
+        task = self._task
+        if task is None:
+            cooperator = self._cooperator or turnLoop(self._reactor)
+            task = self._task = Task(cooperator, self._writeBatch)
+        return task
 
-    def _checkWater(self) -> None:
-        if self.producer is None or not self._streaming:
-            return
-        if not self._paused and self._buffer and self._buffered >= self.highWater:
-            self._paused = True
-            self.producer.pauseProducing()
-        elif self._paused and (not self._buffer or self._buffered < self.lowWater):
-            # Empty always resumes: with a low water mark of 0, "below it"
-            # would never happen.
-            self._paused = False
-            self.producer.resumeProducing()
-
-    def _writeBatch(self) -> None:
-        self._call = None
+    def _writeBatch(self) -> bool:
+        """
+        One step of the turn loop: write at most L{batchBytes}, then
+        regulate the producer, pull a pull producer once the buffer is
+        empty, or complete once finished and empty.
+        """
+        buffer = self._buffer
         try:
             budget = self.batchBytes
-            while self._buffer and budget > 0:
-                data = self._buffer.pop(0)
+            while buffer and budget > 0:
+                data = buffer.popleft()
                 if len(data) > budget:
-                    self._buffer.insert(0, data[budget:])
+                    buffer.appendleft(data[budget:])
                     data = data[:budget]
                 self.file.write(data)
-                self._buffered -= len(data)
                 self.bytesWritten += len(data)
                 budget -= len(data)
-            if not self._buffer and self._finished:
+            self._turns().charge(self.batchBytes - budget)
+            if not buffer and self._finished:
                 self.file.flush()
                 if self._fsync:
                     os.fsync(self.file.fileno())
                 self._complete(self.bytesWritten)
-                return
+                return False
         except Exception as error:
             self._fail(error)
-            return
-        if self._buffer:
-            self._schedule()
-        self._checkWater()
-        if self.producer is not None and not self._streaming and not self._buffer:
-            self.producer.resumeProducing()
+            return False
+        up = self._up
+        buffer.regulate(up)
+        if not buffer and up.producer is not None and not up.streaming:
+            failure = up.pull()
+            if failure is not None:
+                self._complete(failure)
+                return False
+        # A pull producer that wrote nothing is not asked again until it
+        # writes of its own accord, as a transport would not ask it again.
+        return bool(buffer)
 
     def _fail(self, error: Exception) -> None:
-        failure = failureWithContext(error, self, self.bytesWritten, 0)
-        self._buffer = []
-        self._buffered = 0
-        producer, self.producer = self.producer, None
-        if producer is not None:
-            producer.stopProducing()
-        self._complete(failure)
+        self._complete(failureWithContext(error, self, self.bytesWritten, 0))
 
     def _complete(self, result: Union[int, Failure]) -> None:
         self._done = True
+        if self._task is not None:
+            self._task.cancel()
+        if isinstance(result, Failure):
+            self._buffer.clear()
+            self._up.stop()
         if self._ownsFile:
             try:
                 self.file.close()

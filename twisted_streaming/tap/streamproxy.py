@@ -4,18 +4,20 @@ Options and service maker for C{twistd stream-proxy}.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import math
+from typing import Any, Optional, Tuple
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.python import usage
 
+from twisted_streaming._flow import getReactor
 from twisted_streaming._proxy import ProxyFactory
-from twisted_streaming._util import getReactor
 
-#: The listen backlog used when --listen does not give one: the kernel's
-#: default of 50 overflows with a few hundred simultaneous connections.
+#: The listen backlog used when --listen does not give one: Twisted's
+#: C{tcp.Port} default of 50 overflows with a few hundred simultaneous
+#: connections (the kernel caps it at net.core.somaxconn, 4096 by default).
 DEFAULT_BACKLOG = 1024
 
 
@@ -72,13 +74,41 @@ class Options(usage.Options):
             self["listen"] = f"{listen}:backlog={DEFAULT_BACKLOG}"
 
 
+#: The client endpoint types whose strings take a C{timeout=}.
+_TIMEOUT_TYPES = ("tcp", "tcp6", "ssl", "tls", "unix")
+
+
+def _withTimeout(description: str, timeout: float) -> Tuple[str, bool]:
+    """
+    C{description}, a client endpoint string, with C{timeout=} set to the
+    connect timeout if it takes one and gives none: such an endpoint would
+    otherwise give up after its own default of 30 seconds, whatever
+    C{--connect-timeout} says.
+
+    @return: The string, and whether the endpoint now times out by itself
+        after C{timeout} seconds.
+    """
+    kind = description.split(":", 1)[0]
+    if kind not in _TIMEOUT_TYPES or "timeout=" in description:
+        return description, False
+    # Endpoint strings take whole seconds: a fraction is rounded up, and the
+    # proxy's own timer, which then comes first, keeps the exact value.
+    seconds = math.ceil(timeout)
+    return f"{description}:timeout={seconds}", seconds == timeout
+
+
 def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     """
     The proxy, listening on C{options["listen"]}.
+
+    @param reactor: The reactor (the global one if L{None}); which of its
+        interfaces are needed depends on the endpoint strings.
     """
     reactor = getReactor(reactor)
+    connect, timesOut = _withTimeout(options["connect"], options["connect-timeout"])
     factory = ProxyFactory.forEndpoint(
-        clientFromString(reactor, options["connect"]),
+        clientFromString(reactor, connect),
+        timesOut=timesOut,
         reactor=reactor,
         connectTimeout=options["connect-timeout"],
         idleTimeout=options["idle-timeout"],

@@ -8,6 +8,7 @@ from typing import Optional
 
 from twisted.application import strports
 from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
 
 from twisted_streaming.randomintegers import RandomIntegerFactory
@@ -47,7 +48,7 @@ class Options(usage.Options):
             raise usage.UsageError("--max-count must not be negative")
 
 
-def makeService(options: Options, reactor: Optional[object] = None) -> IService:
+def makeService(options: Options, reactor: Optional[IReactorTime] = None) -> IService:
     """
     The random-integer server, listening on C{options["port"]}.
     """

@@ -1,0 +1,131 @@
+"""
+Every read or write of Twisted's private transport attributes, in one place.
+
+The zero-copy paths (L{os.sendfile} in C{FileSender}, L{os.splice} in the
+proxy) must know what a C{twisted.internet.tcp} transport still has to send
+and must tell it what they did behind its back.  Twisted has no public API
+for either, so these functions read and write attributes of
+C{twisted.internet.abstract.FileDescriptor} and C{tcp.Connection} that are
+not part of Twisted's public interface:
+
+  - C{dataBuffer}, C{offset}, C{_tempDataLen}: the bytes written but not
+    yet sent;
+  - C{_sendmsgQueue}: file descriptors queued by C{sendFileDescriptor} (UNIX
+    sockets), which ride on the next bytes written;
+  - C{_writeDisconnecting}, C{_writeDisconnected}: a half-close requested or
+    done;
+  - C{TLS}: set by C{startTLS()}, after which writes go through OpenSSL;
+  - C{_producer}: what C{twisted.protocols.tls}'s C{_ProducerMembrane} and
+    C{twisted.internet._producer_helpers._PullToPush} wrap, so that a
+    producer registered with a TLS transport can tell that it still is.
+
+Checked against Twisted 22.10 through 26.10 (the versions C{setup.cfg}
+allows, and the newest).  C{twisted_streaming/test/test_transportinternals.py}
+checks each attribute on real transports and fails loudly if a Twisted
+release changes them; when it does, this module is the only one to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+__all__ = [
+    "CHECKED_VERSIONS",
+    "isRegistered",
+    "isTCPTransport",
+    "markWriteDisconnected",
+    "queuesFileDescriptors",
+    "unsentBytes",
+    "writeClosing",
+    "zeroCopySocket",
+]
+
+#: The Twisted releases the attributes below were checked against.
+CHECKED_VERSIONS = ("22.10", "26.10")
+
+_tcpConnection: Any
+try:
+    from twisted.internet.tcp import Connection as _tcpConnection
+except ImportError:  # pragma: no cover - a platform without tcp.Connection
+    _tcpConnection = None
+
+
+def isTCPTransport(transport: object) -> bool:
+    """
+    Is C{transport} a C{twisted.internet.tcp} connection (which UNIX stream
+    transports subclass too) of a file-descriptor reactor?
+    """
+    return _tcpConnection is not None and isinstance(transport, _tcpConnection)
+
+
+def unsentBytes(transport: Any) -> int:
+    """
+    The bytes written to C{transport} (a L{isTCPTransport}) and not yet sent.
+    """
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def queuesFileDescriptors(transport: Any) -> bool:
+    """
+    Has C{transport} file descriptors queued by C{sendFileDescriptor}, which
+    must ride on the next bytes it writes itself?
+    """
+    return bool(getattr(transport, "_sendmsgQueue", None))
+
+
+def writeClosing(transport: Any) -> bool:
+    """
+    Has C{transport}'s write side been asked to close, or closed?
+    """
+    return bool(transport._writeDisconnecting or transport._writeDisconnected)
+
+
+def markWriteDisconnected(transport: Any) -> None:
+    """
+    Tell C{transport} that its socket's write side was shut down behind its
+    back, as it would have noted had it done so itself, so that its
+    C{loseConnection} closes at once instead of waiting to be writable.
+    """
+    transport._writeDisconnected = True
+
+
+def zeroCopySocket(consumer: object) -> Optional[int]:
+    """
+    The socket's file descriptor if C{consumer} is a connected plain (not
+    TLS) TCP or UNIX transport that L{os.sendfile} can write to directly,
+    with no file descriptors queued; else L{None}.
+    """
+    if not hasattr(os, "sendfile") or not isTCPTransport(consumer):
+        return None
+    transport: Any = consumer
+    if queuesFileDescriptors(transport):
+        return None
+    if getattr(transport, "TLS", False) or not transport.connected:
+        return None
+    try:
+        return int(transport.fileno())
+    except Exception:
+        return None
+
+
+def isRegistered(consumer: object, producer: object) -> bool:
+    """
+    Is C{producer} still C{consumer}'s registered producer, as far as
+    C{consumer} says?
+
+    A consumer that keeps no C{producer} attribute is taken at its word that
+    it still has it; one whose C{producer} is L{None} has forgotten it (a
+    transport does, before it calls C{stopProducing}).  A TLS transport's
+    C{producer} is Twisted's wrapper of the producer (itself wrapped in a
+    pull-to-push adapter, for a pull producer), followed through their
+    C{_producer}.
+    """
+    current = getattr(consumer, "producer", producer)
+    for _ in range(4):
+        if current is producer:
+            return True
+        if current is None:
+            return False
+        current = getattr(current, "_producer", None)
+    return False

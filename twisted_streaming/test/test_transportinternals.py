@@ -1,0 +1,206 @@
+"""
+Tests for L{twisted_streaming._transportinternals}: the private attributes of
+Twisted's transports that the zero-copy paths rely on, checked on real
+transports, so that a Twisted release that changes them fails here, loudly,
+and not in a transfer.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, List, Tuple, cast
+
+from twisted.internet import reactor as _globalReactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    UNIXClientEndpoint,
+    connectProtocol,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+import twisted
+from twisted_streaming import FileSender
+from twisted_streaming._transportinternals import (
+    CHECKED_VERSIONS,
+    isRegistered,
+    isTCPTransport,
+    markWriteDisconnected,
+    queuesFileDescriptors,
+    unsentBytes,
+    writeClosing,
+    zeroCopySocket,
+)
+
+reactor: Any = _globalReactor
+
+#: What each function reads or writes, for the message when it is gone.
+_ATTRIBUTES: Tuple[str, ...] = ("dataBuffer", "offset", "_tempDataLen")
+_ATTRIBUTES += ("_writeDisconnecting", "_writeDisconnected", "TLS")
+
+
+class _End(Protocol):
+    def __init__(self) -> None:
+        self.received = 0
+        self.made: Deferred[None] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.made.callback(None)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost.callback(None)
+
+
+class TransportInternalsTests(TestCase):
+    """
+    The attributes, on real TCP, UNIX and TLS transports of the installed
+    Twisted.
+    """
+
+    async def connection(self, unix: bool = False) -> Tuple[_End, _End]:
+        server = _End()
+        factory = Factory.forProtocol(lambda: server)
+        if unix:
+            path = self.mktemp()
+            port = reactor.listenUNIX(path, factory)
+            endpoint: Any = UNIXClientEndpoint(reactor, path)
+        else:
+            port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        self.addCleanup(port.stopListening)
+        client = _End()
+        await connectProtocol(endpoint, client)
+        await server.made
+
+        def close() -> Deferred[Any]:
+            for end in (client, server):
+                if not end.lost.called:
+                    end.transport.abortConnection()  # type: ignore[union-attr]
+            return server.lost.addCallback(lambda _: client.lost)
+
+        self.addCleanup(close)
+        return client, server
+
+    async def test_attributesExist(self) -> None:
+        """
+        Every private attribute this package touches is on a connected TCP
+        transport of the installed Twisted.
+        """
+        client, _ = await self.connection()
+        transport = client.transport
+        missing = [name for name in _ATTRIBUTES if not hasattr(transport, name)]
+        self.assertEqual(
+            missing,
+            [],
+            f"Twisted {twisted.__version__} no longer has {missing} on "
+            f"{type(transport).__name__}; twisted_streaming._transportinternals "
+            f"was checked against {CHECKED_VERSIONS}: update it",
+        )
+        self.assertTrue(isTCPTransport(transport))
+        self.assertFalse(isTCPTransport(StringTransport()))
+
+    async def test_unsentBytes(self) -> None:
+        """
+        C{unsentBytes} counts what was written and not yet sent, whichever
+        of the transport's buffers holds it.
+        """
+        client, server = await self.connection()
+        server.transport.pauseProducing()  # type: ignore[union-attr]
+        transport = client.transport
+        self.assertEqual(unsentBytes(transport), 0)
+        for _ in range(64):
+            transport.write(b"x" * 65536)  # type: ignore[union-attr]
+        held = unsentBytes(transport)
+        self.assertEqual(held, 64 * 65536)
+        done: Deferred[None] = Deferred()
+
+        def sent() -> None:
+            if unsentBytes(transport) < held:
+                done.callback(None)
+            else:
+                reactor.callLater(0, sent)
+
+        reactor.callLater(0, sent)
+        await done
+        self.assertGreater(unsentBytes(transport), 0)
+
+    async def test_writeClosing(self) -> None:
+        """
+        C{writeClosing} says a half-close was asked for; after
+        C{markWriteDisconnected} it says so too.
+        """
+        client, server = await self.connection()
+        self.assertFalse(writeClosing(client.transport))
+        client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        self.assertTrue(writeClosing(client.transport))
+        transport: Any = server.transport
+        transport.socket.shutdown(socket.SHUT_WR)
+        markWriteDisconnected(transport)
+        self.assertTrue(writeClosing(transport))
+        self.assertTrue(transport._writeDisconnected)
+
+    async def test_zeroCopySocket(self) -> None:
+        """
+        A plain TCP or UNIX transport gives its socket; one with file
+        descriptors queued, or anything else, none.
+        """
+        client, _ = await self.connection()
+        transport: Any = client.transport
+        self.assertEqual(zeroCopySocket(transport), transport.fileno())
+        self.assertIsNone(zeroCopySocket(StringTransport()))
+        unixClient, _ = await self.connection(unix=True)
+        unix: Any = unixClient.transport
+        self.assertEqual(zeroCopySocket(unix), unix.fileno())
+        self.assertFalse(queuesFileDescriptors(unix))
+        readEnd, writeEnd = os.pipe()
+        self.addCleanup(os.close, readEnd)
+        self.addCleanup(os.close, writeEnd)
+        unix.sendFileDescriptor(readEnd)
+        self.assertTrue(queuesFileDescriptors(unix))
+        self.assertIsNone(zeroCopySocket(unix))
+
+    async def test_isRegisteredThroughTLS(self) -> None:
+        """
+        A pull producer registered with a TLS transport (which wraps it
+        twice) is found registered, until it unregisters.
+        """
+        from twisted.internet import ssl
+
+        from twisted_streaming.test.test_faults import selfSignedPEM
+
+        server = _End()
+        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
+        port = reactor.listenSSL(
+            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        client = _End()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        from twisted.internet.endpoints import wrapClientTLS
+
+        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
+        await server.made
+        transport = cast(Any, client.transport)
+        sender = FileSender()
+        registered: List[bool] = []
+        sender.resumeProducing = lambda: registered.append(  # type: ignore[method-assign]
+            isRegistered(transport, sender)
+        )
+        transport.registerProducer(sender, False)
+        self.assertTrue(isRegistered(transport, sender))
+        self.assertFalse(isRegistered(transport, FileSender()))
+        transport.unregisterProducer()
+        self.assertFalse(isRegistered(transport, sender))
+        self.assertFalse(isRegistered(StringTransport(), sender))
+        self.assertTrue(isRegistered(object(), sender))
+        transport.loseConnection()
+        await client.lost
+        await server.lost
