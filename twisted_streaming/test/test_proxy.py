@@ -862,16 +862,27 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         cleanly, with no traceback, after closing both connections and
         logging their statistics.
         """
-        upstreamPort = self.upstream(lambda: Peer(readPaused=True))
+        built: List[Deferred[Peer]] = []
+
+        def upstreamPeer() -> Peer:
+            peer = Peer(readPaused=True)
+            built[-1].callback(peer)
+            return peer
+
+        upstreamPort = self.upstream(upstreamPeer)
         for extra in ([], ["--no-zero-copy"]):
+            built.append(Deferred())
             process, stop = self.twistdProxy(upstreamPort, *extra)
             port = await process.port
             client = await self.client(port, Peer(send=64 * MiB, seed=3))
             assert client.producer is not None
             await paused(client.producer)
+            # The kernel accepts and buffers before twistd's reactor runs, so
+            # a paused client does not prove that twistd has its SIGTERM
+            # handler yet; its upstream connection does.
+            upstream = await built[-1]
             await stop()
             await client.lost
-            upstream = self.upstreams[-1]
             # Reading again, it finds that the proxy has closed.
             upstream.transport.resumeProducing()  # type: ignore[union-attr]
             await upstream.lost
