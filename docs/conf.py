@@ -29,6 +29,7 @@ html_theme = "alabaster"
 exclude_patterns = ["_build"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"
+# _processDocstring adds the docstring of a constructor of our own.
 autoclass_content = "class"
 
 _MARKUP = re.compile(r"([LCIBU])\{([^{}]*)\}")
@@ -78,6 +79,13 @@ def _epytextToRest(lines: List[str]) -> None:
 def _processDocstring(
     app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: List[str]
 ) -> None:
+    if what in ("class", "exception"):
+        # The constructor's @params, after the class docstring, if the
+        # constructor is this package's (not, say, twisted's Failure's).
+        init = getattr(obj, "__init__", None)
+        module = getattr(init, "__module__", None) or ""
+        if init is not None and module.startswith("twisted_streaming") and init.__doc__:
+            lines.extend(["", *inspect.cleandoc(init.__doc__).splitlines()])
     _epytextToRest(lines)
 
 

@@ -95,16 +95,41 @@ class BackpressureConsumer:
         failAfterWrites: int = 0,
     ) -> None:
         """
-        @param threshold: A streaming producer is paused whenever the buffer
-            holds more than this.
-        @param clock: If given, the buffer drains itself on this clock,
-            C{drainRate} every C{drainInterval} seconds, while it is not
-            empty; nothing is left scheduled once it is empty.
-        @param drainRate: How much each timed drain removes (all if L{None}).
-        @param drainInterval: Seconds between timed drains.
-        @param objects: Record written items in a list rather than bytes.
-        @param failOnWrite: Raise this from C{write} (after recording it) ...
-        @param failAfterWrites: ... once this many writes have succeeded.
+        By default the buffer only empties when the test calls L{drain}: a
+        test that gives no C{clock} decides exactly when the transport
+        "sends".  Given a C{clock}, the consumer drains I{by itself} on it,
+        like a transport whose peer reads steadily, so that a producer runs
+        to its end just by advancing the clock.
+
+        @param threshold: A streaming producer is paused (again) on every
+            write that leaves more than this in the buffer, in bytes (items
+            if C{objects} is true); C{0} pauses on every write.  Like a TCP
+            transport's C{bufferSize}.  A pull producer is never paused.
+        @param clock: If given (a L{Clock <twisted.internet.task.Clock>}),
+            the buffer drains itself on it: while it is not empty,
+            C{drainRate} is removed every C{drainInterval} seconds (the
+            first time C{drainInterval} after the write that found it
+            empty), and a drain that empties it resumes the producer as
+            L{drain} does.  Nothing is left scheduled once the buffer is
+            empty, or after L{loseConnection}.  If L{None}, only L{drain}
+            empties it.
+        @param drainRate: How much (bytes, or items) each timed drain
+            removes; L{None} for everything buffered.  Only used with
+            C{clock}.
+        @param drainInterval: Seconds between a write and the timed drain
+            it schedules, and between timed drains.  Only used with
+            C{clock}.
+        @param objects: If true, the consumer takes any objects (a stream of
+            items, as a L{Stage <twisted_streaming.Stage>} can produce):
+            L{received} is a list of them and each counts as 1 toward
+            C{threshold}.  If false, it takes bytes.
+        @param failOnWrite: An exception to raise from C{write}, to test how
+            a producer handles a consumer that fails; L{None} never to
+            fail.  The failing write is recorded in L{calls} but not in
+            L{received}.
+        @param failAfterWrites: How many writes succeed before
+            C{failOnWrite} is raised, by this and every later write; C{0}
+            fails the first.  Only used with C{failOnWrite}.
         """
         self.threshold = threshold
         self.clock = clock
@@ -703,25 +728,57 @@ class _ConformanceBase:
 
     def makeProducer(self, clock: Clock) -> Any:
         """
-        Return a new producer that uses C{clock} as its reactor.
+        Make the producer under test.  Required.
+
+        Called once per test, before L{start}.
+
+        @param clock: A new L{Clock <twisted.internet.task.Clock>}: the
+            only time the producer may use.  Give it as the producer's
+            C{reactor} (or whatever schedules its work); the suite advances
+            it, and fails a producer that leaves calls scheduled on it at
+            the end.
+        @return: A new producer, not yet started: a push producer for
+            L{PushProducerConformanceMixin}, a pull producer for
+            L{PullProducerConformanceMixin}.
         """
         raise NotImplementedError(f"{type(self).__name__} must define makeProducer")
 
     def start(self, producer: Any, consumer: Any) -> Optional[Deferred[Any]]:
         """
-        Start C{producer} on C{consumer}; by default L{defaultStart}.
+        Start C{producer} writing to C{consumer}.  Optional: by default
+        L{defaultStart}, which calls C{producer.startProducing(consumer)} or
+        C{producer.beginFileTransfer(file, consumer)} with L{FILE_DATA}, or
+        else registers C{producer} with C{consumer}.
+
+        @param producer: What L{makeProducer} returned.
+        @param consumer: A L{BackpressureConsumer} on the test's clock.
+        @return: The L{Deferred} that fires when the producer has finished
+            (its completion, checked to fire exactly once), or L{None} if
+            it has none.
         """
         return defaultStart(producer, consumer)
 
     def expectedData(self, producer: Any) -> Any:
         """
-        What C{producer} should deliver, or L{None} not to check.
+        What the producer should have delivered by the end.  Optional: if
+        not defined, what arrives is not checked.
+
+        @param producer: What L{makeProducer} returned, after it has run
+            to its end.
+        @return: The bytes it should have written, in order, compared
+            with what the consumer received.
         """
         return None
 
     def resourcesReleased(self, producer: Any) -> bool:
         """
-        Has the stopped C{producer} released its resources?
+        Has the producer released what it holds (files, connections, timers
+        of its own)?  Optional: by default C{True}.
+
+        @param producer: What L{makeProducer} returned, just after
+            C{stopProducing} stopped it in the middle of its stream.
+        @return: C{True} if it has released its resources, for example if
+            the file it opened is closed.
         """
         return True
 
@@ -734,8 +791,17 @@ class _ConformanceBase:
 class PushProducerConformanceMixin(_ConformanceBase):
     """
     Mix into a trial test case (C{SynchronousTestCase}) and define
-    L{makeProducer} (and optionally C{start}, C{expectedData},
-    C{resourcesReleased}) to check a push producer against the contract.
+    L{makeProducer} (and optionally L{start}, L{expectedData},
+    L{resourcesReleased}) to check a push producer against the contract::
+
+        class MyProducerTests(PushProducerConformanceMixin, SynchronousTestCase):
+            def makeProducer(self, clock):
+                return MyProducer(reactor=clock)
+
+    Each C{test_} method runs one check on a new producer, consumer and
+    clock.  A broken contract fails the test with the test case's
+    C{failureException} (trial's [FAIL]); anything the producer raises
+    itself is an error.
     """
 
     def test_pauseIsIdempotent(self) -> None:
@@ -770,8 +836,11 @@ class PushProducerConformanceMixin(_ConformanceBase):
 class PullProducerConformanceMixin(_ConformanceBase):
     """
     Mix into a trial test case (C{SynchronousTestCase}) and define
-    L{makeProducer} (and optionally C{start}, for example to call
-    C{beginFileTransfer}) to check a pull producer against the contract.
+    L{makeProducer} (and optionally L{start}, for example to call
+    C{beginFileTransfer} with a file of your own, L{expectedData} and
+    L{resourcesReleased}) to check a pull producer against the contract.
+    A broken contract fails the test with the test case's
+    C{failureException}, as in L{PushProducerConformanceMixin}.
     """
 
     def test_oneWritePerResume(self) -> None:
@@ -986,26 +1055,49 @@ class ConsumerConformanceMixin:
     """
     Mix into a trial test case (C{SynchronousTestCase}) and define
     L{makeConsumer} (and optionally L{completion} and L{received}) to check
-    a consumer against the contract.
+    a consumer against the contract.  Each C{test_} method runs one check
+    on a new consumer and clock; a broken contract fails the test with the
+    test case's C{failureException} (trial's [FAIL]).
     """
 
     def makeConsumer(self, clock: Clock) -> Any:
         """
-        Return a new consumer that uses C{clock} as its reactor.
+        Make the consumer under test.  Required.
+
+        @param clock: A new L{Clock <twisted.internet.task.Clock>}: the
+            only time the consumer may use.  Give it as the consumer's
+            C{reactor}; the suite advances it, and fails a consumer that
+            leaves calls scheduled on it at the end.
+        @return: A new consumer, with no producer registered.  If it
+            provides L{IFinishableConsumer}, the suite calls its C{finish}
+            once the producer has unregistered.
         """
         raise NotImplementedError(f"{type(self).__name__} must define makeConsumer")
 
     def completion(self, consumer: Any) -> Optional[Deferred[Any]]:
         """
-        The L{Deferred} that fires once C{consumer} has dealt with everything,
-        or L{None} not to check one.
+        The consumer's completion.  Optional: by default L{None}, not to
+        check one.
+
+        @param consumer: What L{makeConsumer} returned, before anything is
+            written to it.
+        @return: The L{Deferred} that fires once C{consumer} has dealt with
+            everything written to it (checked to fire exactly once, with
+            success), or L{None}.
         """
         return None
 
     def received(self, consumer: Any) -> Any:
         """
-        What the finished C{consumer} passed on, as bytes, or L{None} not to
-        check.
+        What the consumer passed on.  Optional: if not defined, it is not
+        checked.
+
+        @param consumer: What L{makeConsumer} returned, after the producer
+            has unregistered and the consumer was finished (if it is
+            finishable).
+        @return: Everything the consumer passed on (wrote to its file, its
+            own consumer...), as bytes, compared with what was written to
+            it: numbered lines of 1 KiB, each ending with C{b"\\n"}.
         """
         return None
 
