@@ -20,6 +20,7 @@ from twisted_streaming._stages import (
 )
 from twisted_streaming._util import ContextFailure
 from twisted_streaming._version import __version__
+from twisted_streaming._web import FileResource
 from twisted_streaming.interfaces import (
     ConsumerFinished,
     IConsumer,
@@ -38,6 +39,7 @@ __all__ = [
     "ContextFailure",
     "Decompress",
     "FileConsumer",
+    "FileResource",
     "FileSender",
     "Frame",
     "HashStage",
