@@ -9,15 +9,19 @@ zope.interface interfaces, which autodoc cannot.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from typing import Any, List
 
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
+from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 import twisted_streaming
+
+_logger = logging.getLogger(__name__)
 
 project = "twisted_streaming"
 author = "The twisted_streaming developers"
@@ -130,6 +134,23 @@ class ZopeInterface(SphinxDirective):
         return [indent + line if line else "" for line in lines]
 
 
+def _checkEveryPublicName(app: Sphinx) -> None:
+    """
+    Warn (an error under C{-W}, as C{make docs} builds) for each name of
+    C{twisted_streaming.__all__} that the API reference does not mention.
+    """
+    with open(os.path.join(app.srcdir, "api.rst"), encoding="utf-8") as f:
+        text = f.read()
+    for name in twisted_streaming.__all__:
+        if name != "__version__" and name not in text:
+            _logger.warning(
+                "twisted_streaming.%s is public but not in api.rst",
+                name,
+                location="api",
+            )
+
+
 def setup(app: Sphinx) -> None:
+    app.connect("builder-inited", _checkEveryPublicName)
     app.connect("autodoc-process-docstring", _processDocstring)
     app.add_directive("zope-interface", ZopeInterface)

@@ -7,11 +7,19 @@ OpenSSL: the test case says C{skip = skipTLS}, never fails to import.
 from __future__ import annotations
 
 import shutil
+from types import FunctionType
 from typing import Optional
 
 from twisted.python.reflect import requireModule
 
-__all__ = ["missing", "skipCurl", "skipHTTP2", "skipHypothesis", "skipTLS"]
+__all__ = [
+    "Absent",
+    "missing",
+    "skipCurl",
+    "skipHTTP2",
+    "skipHypothesis",
+    "skipTLS",
+]
 
 #: The command that installs everything the suite needs.
 INSTALL = "pip install 'twisted_streaming[test]'"
@@ -43,3 +51,24 @@ skipCurl: Optional[str] = (
     if shutil.which("curl")
     else "curl is not installed: apt-get install curl (make test installs it)"
 )
+
+
+class Absent:
+    """
+    Stands in for a module that is not installed, so that a test module
+    whose decorators and module-level values use it still imports, and its
+    tests are reported as skipped: every attribute and call gives this
+    object back, except that a call on a lone function (a decorator)
+    gives the function back unchanged.
+    """
+
+    def __getattr__(self, name: str) -> Absent:
+        return self
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        if len(args) == 1 and not kwargs and isinstance(args[0], FunctionType):
+            return args[0]
+        return self
+
+    def __or__(self, other: object) -> Absent:
+        return self

@@ -10,7 +10,6 @@ import random
 import signal
 from typing import Any, Callable, List, Optional, Tuple, cast
 
-from cryptography.hazmat.primitives import serialization
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -23,7 +22,6 @@ from twisted.internet.error import ProcessTerminated
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.plugin import getPlugins
@@ -40,7 +38,16 @@ from twisted_streaming import (
     proxytap,
 )
 from twisted_streaming._proxy import _Reader, _UpstreamSide
+from twisted_streaming.test._extras import skipTLS
 from twisted_streaming.test.test_faults import selfSigned
+
+if skipTLS is None:
+    from cryptography.hazmat.primitives import serialization
+    from twisted.internet.ssl import (
+        Certificate,
+        CertificateOptions,
+        optionsForClientTLS,
+    )
 from twisted_streaming.test.test_plugin import twistd
 
 reactor: Any = _globalReactor
@@ -532,6 +539,11 @@ class ProxyTests(ProxyTestsMixin, TestCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
     test_tlsUpstreamClientVanishesWhilePaused.timeout = 30  # type: ignore[attr-defined]
+
+    if skipTLS:
+        test_tlsUpstream.skip = skipTLS  # type: ignore[attr-defined]
+        test_tlsUpstreamClosedWhilePaused.skip = skipTLS  # type: ignore[attr-defined]
+        test_tlsUpstreamClientVanishesWhilePaused.skip = skipTLS  # type: ignore[attr-defined]
 
 
 class OrdinaryPathProxyTests(ProxyTests):
