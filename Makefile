@@ -69,7 +69,7 @@ typing: $(VENV)/.installed-test
 docs: $(VENV)/.installed-test
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test curl
 	$(BIN)/pip install --quiet '.[bench]'
 	$(BIN)/python -m bench
 
