@@ -3,10 +3,14 @@ What L{FileResource <twisted_streaming.FileResource>} relies on in
 C{twisted.web} and C{twisted.internet.tcp} beyond their documented
 interfaces, in one place.
 
-Checked against Twisted 22.10.0 and 26.10.0.  C{test_web.TwistedInternalsTests}
+Checked against Twisted 24.7.0 and 26.10.0.  C{test_web.TwistedInternalsTests}
 checks every assumption below on a real connection, so that a Twisted
 release that changes one fails that test by name instead of corrupting a
-response.
+response.  (Before 24.7.0, C{HTTPChannel} answered pipelined requests
+concurrently, CVE-2024-41671: the body of one response could start while
+the previous one was still being sent.  Then the transport is still taken
+when the next response starts, L{takeTransport} returns L{None}, and that
+body goes through the request as Twisted's own resources would send it.)
 
 What is relied on:
 
