@@ -29,7 +29,10 @@ copyright = "2026, " + author
 release = version = twisted_streaming.__version__
 
 extensions = ["sphinx.ext.autodoc"]
-html_theme = "alabaster"
+html_theme = "furo"
+html_title = "twisted_streaming"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 exclude_patterns = ["_build"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"
@@ -52,10 +55,47 @@ def _markup(match: re.Match[str]) -> str:
     return f"*{text}*" if kind == "I" else f"**{text}**"
 
 
+_BULLET = re.compile(r"^(\s*)[-*] ")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _dedentLists(lines: List[str]) -> None:
+    """
+    Move each epytext list that is indented under the paragraph before it
+    (C{"  - item"}) back to that paragraph's indentation: indented, reST
+    reads it as a block quote.
+    """
+    i = 0
+    while i < len(lines):
+        match = _BULLET.match(lines[i])
+        before = i - 1
+        while before >= 0 and not lines[before].strip():
+            before -= 1
+        if (
+            match is None
+            or before < 0
+            or _BULLET.match(lines[before])
+            or len(match.group(1)) <= _indent(lines[before])
+        ):
+            i += 1
+            continue
+        itemIndent = len(match.group(1))
+        shift = itemIndent - _indent(lines[before])
+        while i < len(lines) and (
+            not lines[i].strip() or _indent(lines[i]) >= itemIndent
+        ):
+            lines[i] = lines[i][shift:] if lines[i].strip() else lines[i]
+            i += 1
+
+
 def _epytextToRest(lines: List[str]) -> None:
     """
-    Rewrite epytext markup and fields in place as reST.
+    Rewrite epytext markup, fields and indented lists in place as reST.
     """
+    _dedentLists(lines)
     text = "\n".join(lines)
     while True:
         new = _MARKUP.sub(_markup, text)
