@@ -22,7 +22,7 @@ import statistics
 import tempfile
 from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple, cast
 
-Result = Tuple[str, float, float]  # name, MB/s, server CPU s per GiB
+from bench.bench_filesender import Result, _table
 
 
 def _cpu() -> float:
@@ -129,16 +129,6 @@ def run(size: int, repeat: int) -> List[Result]:
     ]
 
 
-def _table(results: Sequence[Result]) -> None:
-    """Print C{results} with ratios to the first row's."""
-    base, baseCpu = results[0][1], results[0][2]
-    print(f"{'resource':34} {'MB/s':>8} {'x':>6} {'CPU s/GiB':>10} {'x':>6}")
-    for name, mbs, cpu in results:
-        print(
-            f"{name:34} {mbs:8.0f} {mbs / base:6.2f} {cpu:10.2f} {cpu / baseCpu:6.2f}"
-        )
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int)
@@ -154,9 +144,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         f"{mib} MiB from a twisted.web Site to curl over HTTP/1.1 on 127.0.0.1,"
         f" median of {repeat} rounds; CPU is the server's"
     )
-    _table([r for r in results if not r[0].startswith("HTTPS")])
+    _table([r for r in results if not r[0].startswith("HTTPS")], "resource")
     print(f"\n{mib} MiB over HTTPS (TLS 1.3, curl --insecure)")
-    _table([r for r in results if r[0].startswith("HTTPS")])
+    _table([r for r in results if r[0].startswith("HTTPS")], "resource")
 
 
 if __name__ == "__main__":

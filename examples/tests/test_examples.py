@@ -10,10 +10,8 @@ import os
 import re
 from typing import Any, Tuple
 
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -21,6 +19,7 @@ from twisted.web.http_headers import Headers
 from twisted_streaming.randomintegers import RandomIntegerFactory
 from twisted_streaming.test.test_filesender import _makeFile, _Sender
 from twisted_streaming.test.test_proxy import Peer, digest
+from twisted_streaming.test.test_web import HangUp
 
 from .helpers import reactor, run, serve
 
@@ -50,29 +49,6 @@ class RandomIntegersClientTests(TestCase):
         )
         self.assertIn(b"100.0%", process.err)
         self.assertIn(b"integers/s", process.err)
-
-
-class _HangUp(Protocol):
-    """
-    Send C{request}, and abort the connection once 1 MiB of the answer has
-    arrived: the server has sent at least that much by then.
-    """
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = 0
-        self.lost: Deferred[None] = Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        before, self.received = self.received, self.received + len(data)
-        if before < 1024 * 1024 <= self.received:
-            self.transport.abortConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost.callback(None)
 
 
 class FileServerTests(TestCase):
@@ -167,7 +143,7 @@ class FileServerTests(TestCase):
         server, port = await serve(
             self, "file_server.py", ["--directory", directory, "--port", "0"]
         )
-        client = _HangUp(b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % (name.encode(),))
+        client = HangUp(b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % (name.encode(),))
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
         await client.lost
         stopped = await server.waitForLog(

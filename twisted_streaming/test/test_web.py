@@ -427,7 +427,7 @@ def captureLog(testCase: TestCase) -> List[str]:
     return events
 
 
-class _HangUp(Protocol):
+class HangUp(Protocol):
     """
     Send C{request}, and abort the connection once 1 MiB of the answer has
     arrived: the server has sent at least that much by then.
@@ -749,7 +749,7 @@ class FileResourceTests(TestCase):
         resource = FileResource(path)
         site, port = serve(self, resource)
         log = captureLog(self)
-        client = _HangUp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        client = HangUp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
         await client.lost
         await site.allClosed()
