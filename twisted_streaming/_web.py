@@ -229,11 +229,6 @@ class FileResource(Resource):
         request.write(b"")
         raw: Optional[RawBody] = takeTransport(request) if self.zeroCopy else None
         sender = FileSender()
-        consumer = request if raw is None else raw.transport
-        sent = sender.beginFileTransfer(file, consumer, offset=offset, length=length)
-        # The channel stops the sender when the connection is lost too, but
-        # not while its transport is taken.
-        request.notifyFinish().addErrback(lambda _: sender.stopProducing())
 
         def count() -> None:
             self.bytesSent += sender.bytesSent
@@ -268,4 +263,16 @@ class FileResource(Resource):
                 # connection tells the client.
                 request.loseConnection()
 
+        consumer = request if raw is None else raw.transport
+        try:
+            sent = sender.beginFileTransfer(
+                file, consumer, offset=offset, length=length
+            )
+        except Exception:
+            # Seeking to the range failed: the headers have gone all the same.
+            failed(Failure())
+            return
+        # The channel stops the sender when the connection is lost too, but
+        # not while its transport is taken.
+        request.notifyFinish().addErrback(lambda _: sender.stopProducing())
         sent.addCallbacks(done, failed)

@@ -6,7 +6,9 @@ to control the bytes on the wire, a raw connection) as the client.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import re
 from typing import Any, Dict, List, Tuple, cast
@@ -115,11 +117,12 @@ def serve(
 _WRITE_OUT = "%{http_code} %{size_download} %{num_connects} %{http_version}\\n"
 
 
-async def curl(*args: str) -> List[Tuple[int, int, int, str]]:
+async def curl(*args: str, exitCode: int = 0) -> List[Tuple[int, int, int, str]]:
     """
     Run C{curl} with C{args} and return, for each transfer, the status, the
     body bytes received, the connections it opened (0 if it reused one),
-    and the HTTP version.  Fail if curl fails.
+    and the HTTP version.  Fail if curl exits with another code than
+    C{exitCode}.
     """
     assert skipCurl is None, skipCurl
     # Options apply to the transfers up to the next --next.
@@ -133,7 +136,7 @@ async def curl(*args: str) -> List[Tuple[int, int, int, str]]:
     out, err, code = await getProcessOutputAndValue(
         "curl", argv, env=dict(os.environ), reactor=reactor
     )
-    if code != 0:
+    if code != exitCode:
         raise AssertionError(f"curl {args!r} exited with {code}: {err!r}")
     results = []
     for line in out.decode().splitlines():
@@ -176,6 +179,37 @@ class ParseRangeTests(SynchronousTestCase):
             [parseRange(header, 100) for header, _ in cases],
             [result for _, result in cases],
         )
+
+
+class _SeekFails(io.FileIO):
+    """
+    A file that cannot seek.
+    """
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+class _SeekFailsPath(FilePath):
+    """
+    A file that opens as a L{_SeekFails}.
+    """
+
+    def open(self, mode: str = "r") -> Any:
+        return _SeekFails(self.path, "rb")
+
+
+def openFiles() -> List[str]:
+    """
+    What the descriptors of this process refer to (Linux).
+    """
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(os.path.join("/proc/self/fd", fd)))
+        except OSError:
+            pass  # Closed while we looked.
+    return targets
 
 
 class _DeniedPath(FilePath):
@@ -759,13 +793,27 @@ class FileResourceTests(TestCase):
         stopped = [e for e in log if e.startswith("Stopped sending ")]
         self.assertEqual(len(stopped), 1, log)
         self.assertIn("the client went away", stopped[0])
-        # Linux: no descriptor of this process refers to the file any more.
-        targets = []
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                targets.append(os.readlink(os.path.join("/proc/self/fd", fd)))
-            except OSError:
-                pass  # Closed while we looked.
-        self.assertTrue(targets)
-        self.assertNotIn(path.path, targets)
+        # No descriptor of this process refers to the file any more.
+        self.assertNotIn(path.path, openFiles())
         self.assertEqual(self.flushLoggedErrors(), [])
+
+    async def test_readFailsAfterHeaders(self) -> None:
+        """
+        When the file cannot be read (here: seeking to the range fails)
+        after the headers have gone, the failure is logged as this file's,
+        the file closed and the connection closed, so that the client sees
+        the body cut short.
+        """
+        resource = FileResource(_SeekFailsPath(self.path.path))
+        _, port = serve(self, resource)
+        log = captureLog(self)
+        # curl: 18, "transfer closed with 10 bytes remaining to read".
+        [(status, size, _, _)] = await curl(
+            "--range", "10-19", f"http://127.0.0.1:{port}/", exitCode=18
+        )
+        self.assertEqual((status, size), (206, 0))
+        [failure] = self.flushLoggedErrors(OSError)
+        self.assertEqual(failure.value.errno, errno.EIO)
+        self.assertIn(f"Sending {self.path.path} failed after 0 bytes", log)
+        self.assertNotIn(self.path.path, openFiles())
+        self.assertEqual(resource.bytesSent, 0)
