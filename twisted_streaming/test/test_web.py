@@ -536,14 +536,18 @@ class FileResourceTests(TestCase):
     async def test_wholeFileZeroCopy(self) -> None:
         """
         A GET gets the whole file, with a 200, sent entirely with
-        L{os.sendfile} over a plain HTTP/1.1 connection.
+        L{os.sendfile} over a plain HTTP/1.1 connection; the site's access
+        log counts the bytes sent.
         """
         out = self.output()
+        log = captureLog(self)
         [(status, size, _, version)] = await curl(self.url, "-o", out)
         self.assertEqual((status, size, version), (200, self.size, "1.1"))
         self.assertEqual(sha256(out), hashlib.sha256(self.content).hexdigest())
         self.assertEqual(self.resource.bytesSent, self.size)
         self.assertEqual(self.resource.zeroCopyBytes, self.size)
+        [access] = [line for line in log if '"GET /f.bin HTTP/1.1"' in line]
+        self.assertIn(f'"GET /f.bin HTTP/1.1" 200 {self.size} ', access)
 
     async def test_ranges(self) -> None:
         """
