@@ -25,10 +25,11 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http import HTTPChannel, datetimeToString
-from twisted.web.resource import EncodingResourceWrapper, Resource
+from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request, Site
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import provider
+from zope.interface.verify import verifyObject
 
 from twisted import version as twistedVersion
 from twisted_streaming import FileResource
@@ -242,6 +243,14 @@ class ResponsesWithoutBodyTests(SynchronousTestCase):
     """
     The responses of L{FileResource} that have no file body to stream.
     """
+
+    def test_interface(self) -> None:
+        """
+        L{FileResource} provides L{IResource}, as a leaf.
+        """
+        resource = FileResource(self.mktemp())
+        self.assertTrue(verifyObject(IResource, resource))
+        self.assertTrue(resource.isLeaf)
 
     def test_notFound(self) -> None:
         """
