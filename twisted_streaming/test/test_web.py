@@ -380,6 +380,8 @@ class TwistedInternalsTests(TestCase):
     zero-copy path can be trusted.
     """
 
+    skip = skipCurl
+
     async def test_plainConnection(self) -> None:
         """
         Over plain TCP, an HTTP/1.1 request's channel is an L{HTTPChannel}
