@@ -8,7 +8,7 @@ PORT ?= tcp:1234
 # Compat mode keeps the flat-layout dropin in twisted/plugins visible to twistd.
 EDITABLE := --config-settings editable_mode=compat -e
 
-.PHONY: run test test-trial test-pytest lint typing docs bench clean
+.PHONY: run test test-trial test-pytest test-examples test-wheel curl lint typing docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,14 +24,40 @@ $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
 run: $(VENV)/.installed-run
 	$(BIN)/twistd --nodaemon --pidfile= random-integers --port $(PORT)
 
+# The package's suite runs once with trial and once with pytest, from the
+# wheel (test-wheel), not from this checkout: what users install is tested.
 test: $(VENV)/.installed-test
-	$(MAKE) test-trial test-pytest lint typing docs
+	$(MAKE) lint typing docs test-examples test-wheel
 
+# The package's suite against this checkout (editable install), for a quick
+# run while working; `make test` runs it from the wheel instead.
 test-trial: $(VENV)/.installed-test
 	$(BIN)/trial --temp-directory=$(VENV)/_trial_temp twisted_streaming
 
 test-pytest: $(VENV)/.installed-test
 	$(BIN)/pytest -q -p no:cacheprovider twisted_streaming
+
+# The examples' tests: in the checkout only, as the examples are.  The
+# package `tests` in examples/ is found from there.
+test-examples: $(VENV)/.installed-test
+	cd examples && $(abspath $(BIN))/python -m twisted.trial \
+	    --temp-directory=$(abspath $(VENV))/_trial_temp_examples tests
+	$(BIN)/pytest -q -p no:cacheprovider examples/tests
+
+# Build the wheel, install it into fresh virtualenvs outside the checkout,
+# and run the package's suite there (see .ci/test-wheel).
+test-wheel: $(VENV)/.installed-test curl
+	PYTHON=$(PYTHON) .ci/test-wheel $(BIN)/python
+
+# The twisted.web tests use curl as the client: install it as root where
+# apt-get can, as CI does; the suite must not skip them there.
+curl:
+	@command -v curl >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get update -q && apt-get install -y -q --no-install-recommends curl; \
+	    else \
+	        echo "make test needs curl: install it (apt-get install curl)" >&2; exit 1; \
+	    fi; }
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -43,8 +69,8 @@ typing: $(VENV)/.installed-test
 docs: $(VENV)/.installed-test
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-bench: $(VENV)/.installed-test
-	$(BIN)/pip install --quiet '.[bench]'
+bench: $(VENV)/.installed-test curl
+	$(BIN)/pip install --quiet $(EDITABLE) '.[bench]'
 	$(BIN)/python -m bench
 
 clean:

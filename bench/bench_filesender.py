@@ -292,10 +292,10 @@ def run(
     return results, samples
 
 
-def _table(results: Sequence[Result]) -> None:
+def _table(results: Sequence[Result], what: str = "sender") -> None:
     """Print C{results} with ratios to the first row's."""
     base, baseCpu = results[0][1], results[0][2]
-    print(f"{'sender':34} {'MB/s':>8} {'x':>6} {'CPU s/GiB':>10} {'x':>6}")
+    print(f"{what:34} {'MB/s':>8} {'x':>6} {'CPU s/GiB':>10} {'x':>6}")
     for name, mbs, cpu in results:
         print(
             f"{name:34} {mbs:8.0f} {mbs / base:6.2f} {cpu:10.2f} {cpu / baseCpu:6.2f}"

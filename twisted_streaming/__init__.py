@@ -17,6 +17,7 @@ from twisted_streaming._pulltopush import PullToPush
 from twisted_streaming._push import BasePushProducer
 from twisted_streaming._stage import Stage
 from twisted_streaming._version import __version__
+from twisted_streaming._web import FileResource
 from twisted_streaming.interfaces import (
     ConsumerFinished,
     IConsumer,
@@ -35,6 +36,7 @@ __all__ = [
     "ContextFailure",
     "Decompress",
     "FileConsumer",
+    "FileResource",
     "FileSender",
     "Frame",
     "HashStage",

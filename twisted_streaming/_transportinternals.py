@@ -19,6 +19,9 @@ not part of Twisted's public interface:
     C{twisted.internet._producer_helpers._PullToPush} wrap, so that a
     producer registered with a TLS transport can tell that it still is.
 
+How C{twisted.web} is built, which C{FileResource} relies on, is in its own
+module, C{_twistedweb}, with its own test.
+
 Checked against Twisted 22.10 through 26.10 (the versions C{setup.cfg}
 allows, and the newest).  C{twisted_streaming/test/test_transportinternals.py}
 checks each attribute on real transports and fails loudly if a Twisted

@@ -15,21 +15,28 @@ import socket
 import struct
 from typing import Any, Callable, List, Optional, Tuple, cast
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from OpenSSL import SSL
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
-from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from twisted_streaming import BasePushProducer, ProducerStopped
+from twisted_streaming.test._extras import skipTLS
+
+if skipTLS is None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from OpenSSL import SSL
+    from twisted.internet.ssl import (
+        Certificate,
+        CertificateOptions,
+        optionsForClientTLS,
+    )
+    from twisted.protocols.tls import TLSMemoryBIOFactory
 
 reactor: Any = _globalReactor
 
@@ -294,6 +301,9 @@ class FaultTests(TestCase):
             self.assertEqual(self.flushLoggedErrors(), [])
 
         return self.serve(server, client, wrap).addCallback(check)
+
+    if skipTLS:
+        test_tlsHandshakeFails.skip = skipTLS  # type: ignore[attr-defined]
 
     def test_outOfFileDescriptorsWhileAccepting(self) -> Deferred[Any]:
         """

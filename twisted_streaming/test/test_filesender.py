@@ -16,10 +16,6 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.testing import StringTransport
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
-from twisted.web.http_headers import Headers
-from twisted.web.resource import Resource
-from twisted.web.server import Site
 from zope.interface.verify import verifyObject
 
 from twisted_streaming import (
@@ -349,28 +345,6 @@ class _HashServerFactory(protocol.Factory):
         return _HashReceiver(self.done)
 
 
-class _TrackingSite(Site):
-    """A Site that fires C{lost} when its connections have all closed."""
-
-    def __init__(self, resource: Resource) -> None:
-        super().__init__(resource)
-        self.timeOut = None
-        self.lost: List[Deferred[None]] = []
-
-    def buildProtocol(self, addr: Any) -> Any:
-        channel = super().buildProtocol(addr)
-        lost: Deferred[None] = Deferred()
-        self.lost.append(lost)
-        original = channel.connectionLost
-
-        def connectionLost(reason: Any) -> None:
-            original(reason)
-            lost.callback(None)
-
-        channel.connectionLost = connectionLost
-        return channel
-
-
 class FileSenderLoopbackTests(TestCase):
     """
     L{FileSender} over real loopback connections.
@@ -475,41 +449,6 @@ class FileSenderLoopbackTests(TestCase):
         yield client.lost
         digest = yield factory.done
         self.assertEqual(digest, expected)
-
-    @defer.inlineCallbacks
-    def test_webResourceWithRange(self) -> Any:
-        """A twisted.web resource serves a whole file and a Range of it."""
-        size = 4 * 1024 * 1024
-        path, expected = _makeFile(self, size)
-        with open(path, "rb") as f:
-            content = f.read()
-        # The Range-capable resource is the file server example's.  Imported
-        # here: test_examples imports this module.
-        from twisted_streaming.test.test_examples import loadExample
-
-        directory, name = os.path.split(path)
-        resource = loadExample("file_server").FileResource(FilePath(directory))
-        site = _TrackingSite(resource)
-        port = cast(Any, reactor).listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        agent = Agent(reactor, pool=pool)
-        url = f"http://127.0.0.1:{port.getHost().port}/{name}".encode()
-        response = yield agent.request(b"GET", url)
-        body = yield readBody(response)
-        self.assertEqual(response.code, 200)
-        self.assertEqual(hashlib.sha256(body).hexdigest(), expected)
-        headers = Headers({b"range": [b"bytes=1000-1000999"]})
-        response = yield agent.request(b"GET", url, headers)
-        body = yield readBody(response)
-        self.assertEqual(response.code, 206)
-        self.assertEqual(
-            response.headers.getRawHeaders(b"content-range"),
-            [f"bytes 1000-1000999/{size}".encode()],
-        )
-        self.assertEqual(body, content[1000:1001000])
-        yield defer.gatherResults(site.lost)
-        self.assertEqual(len(site.lost), 2)
 
 
 __all__: List[str] = []

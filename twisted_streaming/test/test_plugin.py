@@ -5,12 +5,11 @@ service end to end, in process and as a real C{twistd} process.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import signal
-import subprocess
 import sys
-import zipfile
 from typing import Any, Callable, List, Optional, Tuple
 
 from twisted.application.service import IServiceMaker
@@ -47,35 +46,38 @@ class DiscoveryTests(SynchronousTestCase):
 
 class PackagingTests(SynchronousTestCase):
     """
-    A non-editable install carries the dropin where twistd looks for it.
+    The dropin is installed where twistd looks for it, without shadowing
+    Twisted's own packages.
     """
 
-    def test_wheelHoldsTheDropin(self) -> None:
+    def test_dropinInstalled(self) -> None:
         """
-        The wheel built from the source tree installs
-        C{twisted/plugins/twisted_streaming_plugins.py} and no C{__init__.py}
-        under C{twisted/} that would shadow Twisted's own package.
+        Installed from a wheel, the distribution's files include
+        C{twisted/plugins/twisted_streaming_plugins.py} and no
+        C{__init__.py} under C{twisted/} (which would replace Twisted's
+        own); installed in editable mode, the dropin is imported from the
+        source tree's C{twisted/plugins}, which holds no C{__init__.py}.
         """
-        root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-        if not os.path.exists(os.path.join(root, "setup.cfg")):
-            # Installed without its source tree: the install itself is the test.
-            from twisted.plugins import twisted_streaming_plugins
+        from twisted.plugins import twisted_streaming_plugins
 
-            self.assertTrue(hasattr(twisted_streaming_plugins, "randomIntegers"))
-            return
-        out = self.mktemp()
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-             "--no-build-isolation", "--wheel-dir", out, root],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        (wheel,) = os.listdir(out)
-        with zipfile.ZipFile(os.path.join(out, wheel)) as archive:
-            names = set(archive.namelist())
-        self.assertIn("twisted/plugins/twisted_streaming_plugins.py", names)
-        self.assertNotIn("twisted/__init__.py", names)
-        self.assertNotIn("twisted/plugins/__init__.py", names)
-        self.assertIn("twisted_streaming/_push.py", names)
+        self.assertTrue(hasattr(twisted_streaming_plugins, "randomIntegers"))
+        files = {
+            str(f).replace(os.sep, "/")
+            for f in importlib.metadata.files("twisted_streaming") or ()
+        }
+        if "twisted_streaming/__init__.py" in files:
+            self.assertIn("twisted/plugins/twisted_streaming_plugins.py", files)
+            self.assertNotIn("twisted/__init__.py", files)
+            self.assertNotIn("twisted/plugins/__init__.py", files)
+            self.assertIn("twisted_streaming/py.typed", files)
+        else:
+            plugins = os.path.dirname(
+                os.path.abspath(twisted_streaming_plugins.__file__)
+            )
+            self.assertEqual(os.path.basename(plugins), "plugins")
+            self.assertFalse(os.path.exists(os.path.join(plugins, "__init__.py")))
+            parent = os.path.dirname(plugins)
+            self.assertFalse(os.path.exists(os.path.join(parent, "__init__.py")))
 
 
 class OptionsTests(SynchronousTestCase):

@@ -14,8 +14,6 @@ import functools
 import io
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -38,12 +36,22 @@ from twisted_streaming import (
     pipeline,
 )
 from twisted_streaming._flow import turnLoop
+from twisted_streaming.test._extras import Absent, skipHypothesis
 from twisted_streaming.test.test_conformance import (
     FakeConnection,
     FakeConnectionEndpoint,
     FakeTLSConnection,
 )
 from twisted_streaming.testing import BackpressureConsumer, RecordingPushProducer
+
+if skipHypothesis is None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+else:
+    given = settings = st = Absent()  # type: ignore[assignment,misc]
+
+#: Trial (and pytest, through trial) skips every test here without hypothesis.
+skip = skipHypothesis
 
 # Bounded so the module runs in seconds; derandomized so CI is stable.
 _settings = settings(max_examples=150, deadline=None, derandomize=True, database=None)

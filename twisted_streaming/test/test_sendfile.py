@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from twisted_streaming import FileSender, ProducerStopped
+from twisted_streaming.test._extras import skipTLS
 from twisted_streaming.test.test_filesender import _makeFile
 
 
@@ -237,6 +238,9 @@ class ZeroCopyTests(TestCase):
         self.assertEqual(factory.collector.digest.hexdigest(), expected)
         self.assertEqual(client.sender.zeroCopyBytes, 0)
         self.assertEqual(client.sender.bytesSent, size)
+
+    if skipTLS:
+        test_tlsFallsBack.skip = skipTLS  # type: ignore[attr-defined]
 
     @defer.inlineCallbacks
     def test_transformFallsBack(self) -> Any:

@@ -4,21 +4,30 @@ Tests for the fakes of L{twisted_streaming.testing}.
 
 from __future__ import annotations
 
+import ast
+import re
 from typing import Any, List
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial import reporter
+from twisted.trial.unittest import FailTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from twisted_streaming import BasePushProducer, ConsumerFinished, IFinishableConsumer
+from twisted_streaming.test.test_conformance import WriteAfterPauseProducer
 from twisted_streaming.testing import (
     BackpressureConsumer,
+    ConsumerConformanceMixin,
     FedPushProducer,
+    PushProducerConformanceMixin,
     RecordingPullProducer,
     RecordingPushProducer,
     checkConsumer,
+    checkNoWriteAfterPause,
     loopbackReceive,
 )
 
@@ -261,3 +270,108 @@ class LoopbackTests(TestCase):
         d = loopbackReceive(start)
         self.assertFailure(d, ValueError)
         return d.addCallback(lambda e: self.assertEqual(str(e), "stream broke"))
+
+
+class ConformanceReportTests(SynchronousTestCase):
+    """
+    A broken contract is reported as a test failure, with enough to find
+    the broken call.
+    """
+
+    def runAlone(self, case: type, name: str) -> reporter.TestResult:
+        """
+        Run the test C{name} of the test case class C{case} (defined inside
+        a test method, so that no runner finds it) on its own.
+        """
+        result = reporter.TestResult()
+        case(name).run(result)
+        return result
+
+    def test_brokenProducerContractIsAFailure(self) -> None:
+        """
+        A producer mixin's test that finds a broken contract fails with the
+        test case's C{failureException} (trial's [FAIL]), not an error.
+        """
+
+        class WriteAfterPauseTests(PushProducerConformanceMixin, SynchronousTestCase):
+            def makeProducer(self, clock: Clock) -> Any:
+                return WriteAfterPauseProducer(clock)
+
+            def start(self, producer: Any, consumer: Any) -> None:
+                producer.start(consumer)
+
+        result = self.runAlone(WriteAfterPauseTests, "test_noWriteAfterPause")
+        self.assertEqual((len(result.failures), result.errors), (1, []))
+        [(_, failure)] = result.failures
+        assert isinstance(failure, Failure)
+        self.assertTrue(failure.check(FailTest))
+        self.assertIn("wrote after a pause", failure.getErrorMessage())
+
+    def test_brokenConsumerContractIsAFailure(self) -> None:
+        """
+        A consumer mixin's test that finds a broken contract fails with the
+        test case's C{failureException}, not an error.
+        """
+
+        class NeverPausesTests(ConsumerConformanceMixin, SynchronousTestCase):
+            def makeConsumer(self, clock: Clock) -> Any:
+                return StringTransport()
+
+        result = self.runAlone(NeverPausesTests, "test_pausesPushProducerWhileBehind")
+        self.assertEqual((len(result.failures), result.errors), (1, []))
+        [(_, failure)] = result.failures
+        assert isinstance(failure, Failure)
+        self.assertIn("never paused", failure.getErrorMessage())
+
+    def test_ownAssertionIsAnError(self) -> None:
+        """
+        An C{AssertionError} raised by the code under test itself is not a
+        broken contract found by the suite: it stays an error.
+        """
+
+        class OwnAssertTests(PushProducerConformanceMixin, SynchronousTestCase):
+            def makeProducer(self, clock: Clock) -> Any:
+                return RecordingPushProducer()
+
+            def start(self, producer: Any, consumer: Any) -> None:
+                raise AssertionError("the producer's own assert")
+
+        result = self.runAlone(OwnAssertTests, "test_completesOnceAndCleanly")
+        self.assertEqual((result.failures, len(result.errors)), ([], 1))
+        [(_, error)] = result.errors
+        assert isinstance(error, Failure)
+        self.assertEqual(error.getErrorMessage(), "the producer's own assert")
+
+    def test_plainCheckRaisesAssertionError(self) -> None:
+        """
+        From plain pytest, the C{check} functions raise an C{AssertionError}.
+        """
+
+        def start(producer: Any, consumer: Any) -> None:
+            producer.start(consumer)
+
+        with self.assertRaises(AssertionError) as e:
+            checkNoWriteAfterPause(WriteAfterPauseProducer, start)
+        self.assertNotIsInstance(e.exception, FailTest)
+
+    def test_writeAfterPausePrintsTheWholeCallLog(self) -> None:
+        """
+        The message of a write after a pause gives the indexes of the bad
+        writes and the whole call log they index into.
+        """
+
+        def start(producer: Any, consumer: Any) -> None:
+            producer.start(consumer)
+
+        with self.assertRaises(AssertionError) as e:
+            checkNoWriteAfterPause(WriteAfterPauseProducer, start)
+        match = re.search(
+            r"wrote after a pause at calls (\[.*?\]) of (\[.*\])$", str(e.exception)
+        )
+        assert match is not None, str(e.exception)
+        bad, calls = ast.literal_eval(match.group(1)), ast.literal_eval(match.group(2))
+        self.assertTrue(bad)
+        self.assertEqual(calls[0], ("registerProducer", True))
+        self.assertEqual([calls[i][0] for i in bad], ["write"] * len(bad))
+        self.assertEqual(calls[bad[0] - 1], ("pause",))
+        self.assertEqual(calls[-1], ("unregisterProducer",))

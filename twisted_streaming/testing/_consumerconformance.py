@@ -20,7 +20,10 @@ from twisted_streaming.testing._fakes import (
 from twisted_streaming.testing._producerconformance import (
     _MAX_STEPS,
     _check,
+    _ContractViolation,
+    _failureException,
     _Outcome,
+    _violationsAs,
 )
 
 __all__ = [
@@ -57,7 +60,7 @@ def _settle(clock: Clock, done: Callable[[], bool]) -> bool:
         if not calls:
             return done()
         clock.advance(min(c.getTime() for c in calls) - clock.seconds())
-    raise AssertionError(f"still busy after {_MAX_STEPS} steps")
+    raise _ContractViolation(f"still busy after {_MAX_STEPS} steps")
 
 
 def _finishConsumer(
@@ -219,26 +222,49 @@ class ConsumerConformanceMixin:
     """
     Mix into a trial test case (C{SynchronousTestCase}) and define
     L{makeConsumer} (and optionally L{completion} and L{received}) to check
-    a consumer against the contract.
+    a consumer against the contract.  Each C{test_} method runs one check
+    on a new consumer and clock; a broken contract fails the test with the
+    test case's C{failureException} (trial's [FAIL]).
     """
 
     def makeConsumer(self, clock: Clock) -> Any:
         """
-        Return a new consumer that uses C{clock} as its reactor.
+        Make the consumer under test.  Required.
+
+        @param clock: A new L{Clock <twisted.internet.task.Clock>}: the
+            only time the consumer may use.  Give it as the consumer's
+            C{reactor}; the suite advances it, and fails a consumer that
+            leaves calls scheduled on it at the end.
+        @return: A new consumer, with no producer registered.  If it
+            provides L{IFinishableConsumer}, the suite calls its C{finish}
+            once the producer has unregistered.
         """
         raise NotImplementedError(f"{type(self).__name__} must define makeConsumer")
 
     def completion(self, consumer: Any) -> Optional[Deferred[Any]]:
         """
-        The L{Deferred} that fires once C{consumer} has dealt with everything,
-        or L{None} not to check one.
+        The consumer's completion.  Optional: by default L{None}, not to
+        check one.
+
+        @param consumer: What L{makeConsumer} returned, before anything is
+            written to it.
+        @return: The L{Deferred} that fires once C{consumer} has dealt with
+            everything written to it (checked to fire exactly once, with
+            success), or L{None}.
         """
         return None
 
     def received(self, consumer: Any) -> Any:
         """
-        What the finished C{consumer} passed on, as bytes, or L{None} not to
-        check.
+        What the consumer passed on.  Optional: if not defined, it is not
+        checked.
+
+        @param consumer: What L{makeConsumer} returned, after the producer
+            has unregistered and the consumer was finished (if it is
+            finishable).
+        @return: Everything the consumer passed on (wrote to its file, its
+            own consumer...), as bytes, compared with what was written to
+            it: numbered lines of 1 KiB, each ending with C{b"\\n"}.
         """
         return None
 
@@ -252,15 +278,17 @@ class ConsumerConformanceMixin:
         A streaming producer is paused while the consumer is behind and
         resumed once it catches up; nothing is called after the end.
         """
-        checkConsumerPausesPushProducer(
-            self.makeConsumer, self.completion, self._received()
-        )
+        with _violationsAs(_failureException(self)):
+            checkConsumerPausesPushProducer(
+                self.makeConsumer, self.completion, self._received()
+            )
 
     def test_drivesPullProducer(self) -> None:
         """
         A pull producer is asked for data until it is done; nothing is called
         after the end.
         """
-        checkConsumerDrivesPullProducer(
-            self.makeConsumer, self.completion, self._received()
-        )
+        with _violationsAs(_failureException(self)):
+            checkConsumerDrivesPullProducer(
+                self.makeConsumer, self.completion, self._received()
+            )

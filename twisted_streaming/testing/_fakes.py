@@ -60,16 +60,41 @@ class BackpressureConsumer:
         failAfterWrites: int = 0,
     ) -> None:
         """
-        @param threshold: A streaming producer is paused whenever the buffer
-            holds more than this.
-        @param clock: If given, the buffer drains itself on this clock,
-            C{drainRate} every C{drainInterval} seconds, while it is not
-            empty; nothing is left scheduled once it is empty.
-        @param drainRate: How much each timed drain removes (all if L{None}).
-        @param drainInterval: Seconds between timed drains.
-        @param objects: Record written items in a list rather than bytes.
-        @param failOnWrite: Raise this from C{write} (after recording it) ...
-        @param failAfterWrites: ... once this many writes have succeeded.
+        By default the buffer only empties when the test calls L{drain}: a
+        test that gives no C{clock} decides exactly when the transport
+        "sends".  Given a C{clock}, the consumer drains I{by itself} on it,
+        like a transport whose peer reads steadily, so that a producer runs
+        to its end just by advancing the clock.
+
+        @param threshold: A streaming producer is paused (again) on every
+            write that leaves more than this in the buffer, in bytes (items
+            if C{objects} is true); C{0} pauses on every write.  Like a TCP
+            transport's C{bufferSize}.  A pull producer is never paused.
+        @param clock: If given (a L{Clock <twisted.internet.task.Clock>}),
+            the buffer drains itself on it: while it is not empty,
+            C{drainRate} is removed every C{drainInterval} seconds (the
+            first time C{drainInterval} after the write that found it
+            empty), and a drain that empties it resumes the producer as
+            L{drain} does.  Nothing is left scheduled once the buffer is
+            empty, or after L{loseConnection}.  If L{None}, only L{drain}
+            empties it.
+        @param drainRate: How much (bytes, or items) each timed drain
+            removes; L{None} for everything buffered.  Only used with
+            C{clock}.
+        @param drainInterval: Seconds between a write and the timed drain
+            it schedules, and between timed drains.  Only used with
+            C{clock}.
+        @param objects: If true, the consumer takes any objects (a stream of
+            items, as a L{Stage <twisted_streaming.Stage>} can produce):
+            L{received} is a list of them and each counts as 1 toward
+            C{threshold}.  If false, it takes bytes.
+        @param failOnWrite: An exception to raise from C{write}, to test how
+            a producer handles a consumer that fails; L{None} never to
+            fail.  The failing write is recorded in L{calls} but not in
+            L{received}.
+        @param failAfterWrites: How many writes succeed before
+            C{failOnWrite} is raised, by this and every later write; C{0}
+            fails the first.  Only used with C{failOnWrite}.
         """
         self.threshold = threshold
         self.clock = clock

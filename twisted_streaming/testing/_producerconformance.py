@@ -6,7 +6,8 @@ the contract real transports rely on.
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, List, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, List, Optional, Type
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -78,9 +79,48 @@ class _Outcome:
         return None
 
 
+class _ContractViolation(AssertionError):
+    """
+    A part of the contract that the object under test broke.  An
+    L{AssertionError}, so that plain pytest reports it as a failure; the
+    mixins re-raise it as their test case's C{failureException}.
+    """
+
+
+@contextmanager
+def _violationsAs(failureException: Type[BaseException]) -> Iterator[None]:
+    """
+    Re-raise a L{_ContractViolation} from the block as C{failureException},
+    with the same message and traceback, so that trial reports a broken
+    contract as a failure ([FAIL]), not as an error.  Anything else the
+    object under test raises, its own C{assert}s included, passes through
+    unchanged: that is an error.
+    """
+    try:
+        yield
+    except _ContractViolation as violation:
+        if isinstance(violation, failureException):
+            raise
+        raise failureException(str(violation)).with_traceback(
+            violation.__traceback__
+        ) from None
+
+
+def _failureException(testCase: object) -> Type[BaseException]:
+    """
+    The C{failureException} of the test case a mixin is mixed into (trial's
+    C{FailTest}); the mixins define none, since theirs would come first in
+    the method resolution order.
+    """
+    failureException: Type[BaseException] = getattr(
+        testCase, "failureException", AssertionError
+    )
+    return failureException
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
-        raise AssertionError(message)
+        raise _ContractViolation(message)
 
 
 def _runToEnd(clock: Clock, consumer: BackpressureConsumer) -> None:
@@ -94,12 +134,12 @@ def _runToEnd(clock: Clock, consumer: BackpressureConsumer) -> None:
         if not calls:
             if consumer.producer is None:
                 return
-            raise AssertionError(
+            raise _ContractViolation(
                 f"producer stalled: registered, nothing scheduled "
                 f"(last calls: {consumer.calls[-6:]!r})"
             )
         clock.advance(min(c.getTime() for c in calls) - clock.seconds())
-    raise AssertionError(
+    raise _ContractViolation(
         f"producer did not finish within {_MAX_STEPS} steps "
         f"(last calls: {consumer.calls[-6:]!r})"
     )
@@ -128,8 +168,8 @@ def checkIdempotentPause(
     producer.resumeProducing()
     try:
         _runToEnd(clock, consumer)
-    except AssertionError as e:
-        raise AssertionError(f"after 3 pauses and 1 resume: {e}") from None
+    except _ContractViolation as e:
+        raise _ContractViolation(f"after 3 pauses and 1 resume: {e}") from None
     _check(
         consumer.producer is None,
         f"{producer!r} did not run to the end after 3 pauses and 1 resume "
@@ -151,6 +191,11 @@ def checkNoWriteAfterPause(
     _Outcome(start(producer, consumer))
     _runToEnd(clock, consumer)
     bad = consumer.writesAfterPause()
+    # The whole log, so that the indexes point into what is printed.
+    _check(
+        not bad,
+        f"{producer!r} wrote after a pause at calls {bad!r} of {consumer.calls!r}",
+    )
     _check(
         not bad,
         f"{producer!r} wrote after a pause at calls {bad[:5]!r} "
@@ -264,7 +309,7 @@ def checkOneWritePerResume(
         )
         consumer.drain()
     else:
-        raise AssertionError(f"{producer!r} did not finish in {_MAX_STEPS} resumes")
+        raise _ContractViolation(f"{producer!r} did not finish in {_MAX_STEPS} resumes")
     _check(
         not clock.getDelayedCalls(),
         f"{producer!r} left {clock.getDelayedCalls()!r} scheduled at the end",
@@ -321,25 +366,57 @@ class _ConformanceBase:
 
     def makeProducer(self, clock: Clock) -> Any:
         """
-        Return a new producer that uses C{clock} as its reactor.
+        Make the producer under test.  Required.
+
+        Called once per test, before L{start}.
+
+        @param clock: A new L{Clock <twisted.internet.task.Clock>}: the
+            only time the producer may use.  Give it as the producer's
+            C{reactor} (or whatever schedules its work); the suite advances
+            it, and fails a producer that leaves calls scheduled on it at
+            the end.
+        @return: A new producer, not yet started: a push producer for
+            L{PushProducerConformanceMixin}, a pull producer for
+            L{PullProducerConformanceMixin}.
         """
         raise NotImplementedError(f"{type(self).__name__} must define makeProducer")
 
     def start(self, producer: Any, consumer: Any) -> Optional[Deferred[Any]]:
         """
-        Start C{producer} on C{consumer}; by default L{defaultStart}.
+        Start C{producer} writing to C{consumer}.  Optional: by default
+        L{defaultStart}, which calls C{producer.startProducing(consumer)} or
+        C{producer.beginFileTransfer(file, consumer)} with L{FILE_DATA}, or
+        else registers C{producer} with C{consumer}.
+
+        @param producer: What L{makeProducer} returned.
+        @param consumer: A L{BackpressureConsumer} on the test's clock.
+        @return: The L{Deferred} that fires when the producer has finished
+            (its completion, checked to fire exactly once), or L{None} if
+            it has none.
         """
         return defaultStart(producer, consumer)
 
     def expectedData(self, producer: Any) -> Any:
         """
-        What C{producer} should deliver, or L{None} not to check.
+        What the producer should have delivered by the end.  Optional: if
+        not defined, what arrives is not checked.
+
+        @param producer: What L{makeProducer} returned, after it has run
+            to its end.
+        @return: The bytes it should have written, in order, compared
+            with what the consumer received.
         """
         return None
 
     def resourcesReleased(self, producer: Any) -> bool:
         """
-        Has the stopped C{producer} released its resources?
+        Has the producer released what it holds (files, connections, timers
+        of its own)?  Optional: by default C{True}.
+
+        @param producer: What L{makeProducer} returned, just after
+            C{stopProducing} stopped it in the middle of its stream.
+        @return: C{True} if it has released its resources, for example if
+            the file it opened is closed.
         """
         return True
 
@@ -352,44 +429,61 @@ class _ConformanceBase:
         """
         Stop unregisters, releases resources and makes later calls harmless.
         """
-        checkStop(self.makeProducer, self.start, self.resourcesReleased)
+        with _violationsAs(_failureException(self)):
+            checkStop(self.makeProducer, self.start, self.resourcesReleased)
 
     def test_completesOnceAndCleanly(self) -> None:
         """
         The completion fires exactly once and nothing is left scheduled.
         """
-        checkCompletion(self.makeProducer, self.start, self._expected())
+        with _violationsAs(_failureException(self)):
+            checkCompletion(self.makeProducer, self.start, self._expected())
 
 
 class PushProducerConformanceMixin(_ConformanceBase):
     """
     Mix into a trial test case (C{SynchronousTestCase}) and define
-    L{makeProducer} (and optionally C{start}, C{expectedData},
-    C{resourcesReleased}) to check a push producer against the contract.
+    L{makeProducer} (and optionally L{start}, L{expectedData},
+    L{resourcesReleased}) to check a push producer against the contract::
+
+        class MyProducerTests(PushProducerConformanceMixin, SynchronousTestCase):
+            def makeProducer(self, clock):
+                return MyProducer(reactor=clock)
+
+    Each C{test_} method runs one check on a new producer, consumer and
+    clock.  A broken contract fails the test with the test case's
+    C{failureException} (trial's [FAIL]); anything the producer raises
+    itself is an error.
     """
 
     def test_pauseIsIdempotent(self) -> None:
         """
         Several pauses are undone by one resume.
         """
-        checkIdempotentPause(self.makeProducer, self.start)
+        with _violationsAs(_failureException(self)):
+            checkIdempotentPause(self.makeProducer, self.start)
 
     def test_noWriteAfterPause(self) -> None:
         """
         No write follows a pause, even one that arrived from inside write.
         """
-        checkNoWriteAfterPause(self.makeProducer, self.start)
+        with _violationsAs(_failureException(self)):
+            checkNoWriteAfterPause(self.makeProducer, self.start)
 
 
 class PullProducerConformanceMixin(_ConformanceBase):
     """
     Mix into a trial test case (C{SynchronousTestCase}) and define
-    L{makeProducer} (and optionally C{start}, for example to call
-    C{beginFileTransfer}) to check a pull producer against the contract.
+    L{makeProducer} (and optionally L{start}, for example to call
+    C{beginFileTransfer} with a file of your own, L{expectedData} and
+    L{resourcesReleased}) to check a pull producer against the contract.
+    A broken contract fails the test with the test case's
+    C{failureException}, as in L{PushProducerConformanceMixin}.
     """
 
     def test_oneWritePerResume(self) -> None:
         """
         Each resumeProducing gets exactly one write until the end.
         """
-        checkOneWritePerResume(self.makeProducer, self.start)
+        with _violationsAs(_failureException(self)):
+            checkOneWritePerResume(self.makeProducer, self.start)

@@ -21,8 +21,9 @@ from zope.interface import provider
 
 from twisted_streaming import ProducerStopped
 from twisted_streaming._transportinternals import unsentBytes
-from twisted_streaming.test.test_examples import loadExample, reactor, run, serve
 from twisted_streaming.test.test_push import runTurn
+
+from .helpers import loadExample, reactor, run, serve
 
 ws = loadExample("websocket_random")
 
