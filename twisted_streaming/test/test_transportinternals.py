@@ -35,6 +35,7 @@ from twisted_streaming._transportinternals import (
     writeClosing,
     zeroCopySocket,
 )
+from twisted_streaming.test._extras import skipTLS
 
 reactor: Any = _globalReactor
 
@@ -204,3 +205,6 @@ class TransportInternalsTests(TestCase):
         transport.loseConnection()
         await client.lost
         await server.lost
+
+    if skipTLS:
+        test_isRegisteredThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
