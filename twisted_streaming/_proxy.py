@@ -20,7 +20,6 @@ from twisted.internet.error import ConnectionRefusedError, NotConnectingError
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import (
     IConnector,
-    IDelayedCall,
     IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
     IPushProducer,
@@ -35,6 +34,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_streaming._flow import PauseFlag, getReactor
+from twisted_streaming._limits import ConnectionLimits, IdleTimer
+from twisted_streaming._proxyheader import VERSIONS, proxyHeader, sendFirst
 from twisted_streaming._splice import PipePool, Splice
 
 __all__ = ["ProxyFactory", "ProxyStatistics"]
@@ -55,7 +56,11 @@ class ProxyStatistics:
     @ivar reason: How it ended: C{"closed"} (both sides finished),
         C{"client lost"} or C{"upstream lost"} (one side disconnected first),
         C{"refused"}, C{"connect timeout"} or C{"connect failed"} (upstream
-        was never reached), C{"idle timeout"}, or C{""} while in progress.
+        was never reached), C{"idle timeout"}, C{"shutdown"} (closed by the
+        server stopping), or C{""} while in progress.
+    @ivar path: How its bytes were forwarded: C{"spliced"} (with
+        L{os.splice}), C{"copied"} (through Python), or C{""} if upstream
+        was never reached.
     @ivar clock: What C{started}, C{ended} and L{duration} are measured
         with: the proxy's reactor's C{seconds} (C{time.time} for statistics
         made by hand), so that they agree with its timeouts.
@@ -67,6 +72,7 @@ class ProxyStatistics:
     started: float = field()
     ended: Optional[float] = None
     reason: str = ""
+    path: str = ""
 
     @started.default
     def _now(self) -> float:
@@ -237,10 +243,8 @@ class _Connection:
         self.done: Deferred[ProxyStatistics] = Deferred()
         #: The connection attempt: a connector, or an endpoint's Deferred.
         self._connecting: Optional[Any] = None
-        self._idle: Optional[IDelayedCall] = None
-        #: When data last went either way (C{reactor.seconds()}), if there
-        #: is an idle timeout.
-        self._lastActivity = 0.0
+        #: Data going either way touches it, if there is an idle timeout.
+        self._idle: Optional[IdleTimer] = None
         #: The zero-copy path, if this connection took it.
         self.splice: Optional[Splice] = None
 
@@ -265,9 +269,7 @@ class _Connection:
                 # none: this one is the connect timeout.
                 d.addTimeout(factory.connectTimeout, reactor)
             d.addCallbacks(self._connected, self._connectFailed)
-        if factory.idleTimeout is not None:
-            self._lastActivity = reactor.seconds()
-            self._idle = reactor.callLater(factory.idleTimeout, self._idleTimedOut)
+        self._idle = factory.limits.idleTimer(reactor, self._idleTimedOut)
 
     def _cancelConnecting(self) -> None:
         connecting = self._connecting
@@ -284,6 +286,16 @@ class _Connection:
     def _connected(self, upstream: _UpstreamSide) -> None:
         self._connecting = None
         self.upstream = upstream
+        if self.factory.proxyHeader is not None:
+            client = self.client.transport
+            sendFirst(
+                upstream.transport,
+                proxyHeader(
+                    self.factory.proxyHeader, client.getPeer(), client.getHost()
+                ),
+                direct=self.factory.zeroCopy,
+            )
+        self.statistics.path = "copied"
         if self.factory.zeroCopy:
             # Nothing has been read from either side yet, so nothing is
             # buffered that would have to go first.
@@ -291,6 +303,7 @@ class _Connection:
                 self.client.transport, upstream.transport, self, self.factory._pipes
             )
             if self.splice is not None:
+                self.statistics.path = "spliced"
                 self.client.peer = upstream
                 upstream.peer = self.client
                 return
@@ -343,23 +356,25 @@ class _Connection:
         else:
             self.statistics.bytesToClient += size
         if self._idle is not None:
-            # Noted only: the timer, when it expires, looks at this.
-            self._lastActivity = self.factory.reactor.seconds()
+            self._idle.touch()
 
     def _idleTimedOut(self) -> None:
         self._idle = None
-        timeout = self.factory.idleTimeout
-        assert timeout is not None
-        reactor = self.factory.reactor
-        left = self._lastActivity + timeout - reactor.seconds()
-        # (A microsecond's tolerance for rounding, which would otherwise
-        # reschedule for nothing.)
-        if left > 1e-6:
-            self._idle = reactor.callLater(left, self._idleTimedOut)
-            return
+        self.abort("idle timeout")
+
+    def drain(self) -> None:
+        """
+        The server is draining: a proxied connection carries on (what is in
+        flight is not the proxy's to judge).
+        """
+
+    def abort(self, why: str) -> None:
+        """
+        Close both sides at once, and end as C{why} (unless already ending).
+        """
         if self.splice is not None:
             self.splice.stop()
-        self.statistics.reason = "idle timeout"
+        self.statistics.reason = self.statistics.reason or why
         for side in (self.client, self.upstream):
             if side is not None and not side.lost:
                 side.transport.abortConnection()
@@ -409,18 +424,19 @@ class _Connection:
                 other.transport.resumeProducing()
             other.transport.loseConnection()
             return
-        if self._idle is not None and self._idle.active():
+        if self._idle is not None:
             self._idle.cancel()
         self._idle = None
         self.statistics.ended = self.factory.reactor.seconds()
         stats = self.statistics
         _log.info(
             "Proxied {client}: {up} bytes up, {down} bytes down in "
-            "{duration:.3f}s ({reason})",
+            "{duration:.3f}s, {path} ({reason})",
             client=self.client.transport.getPeer(),
             up=stats.bytesToUpstream,
             down=stats.bytesToClient,
             duration=stats.duration,
+            path=stats.path or "not connected",
             reason=stats.reason,
         )
         self.factory._connectionDone(self)
@@ -461,14 +477,14 @@ class ProxyFactory(ServerFactory):
     C{protocol.connection.done}.
 
     @ivar connectTimeout: Seconds to wait for the upstream connection.
-    @ivar idleTimeout: Close a connection after this many seconds without
-        data either way; L{None} for never.
-    @ivar maxConnections: Refuse (close at once) new clients beyond this many
-        open connections; L{None} for no limit.
     @ivar onConnectionDone: Called with each connection's L{ProxyStatistics}
         when it ends.
     @ivar zeroCopy: Use the L{os.splice} path where possible.
-    @ivar connections: The number of open proxied connections.
+    @ivar proxyHeader: C{"v1"} or C{"v2"} to send HAProxy's PROXY header
+        upstream first, with the client's address (on either path); L{None}
+        for none.
+    @ivar limits: The open connections and the limits on them (which
+        L{maxConnections} and L{idleTimeout} set).
     """
 
     protocol = _ClientSide
@@ -484,6 +500,7 @@ class ProxyFactory(ServerFactory):
         maxConnections: Optional[int] = None,
         onConnectionDone: Optional[Callable[[ProxyStatistics], None]] = None,
         zeroCopy: bool = True,
+        proxyHeader: Optional[str] = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -497,11 +514,12 @@ class ProxyFactory(ServerFactory):
         self._directHost: Optional[str] = None
         self._isAddress = False
         self.connectTimeout = connectTimeout
-        self.idleTimeout = idleTimeout
-        self.maxConnections = maxConnections
+        self.limits = ConnectionLimits(maxConnections, idleTimeout)
         self.onConnectionDone = onConnectionDone
         self.zeroCopy = zeroCopy
-        self.connections = 0
+        if proxyHeader not in (None, *VERSIONS):
+            raise ValueError(f"proxyHeader must be None or one of {VERSIONS}")
+        self.proxyHeader = proxyHeader
         #: Empty pipes for the next spliced connections; closed when the
         #: factory stops.
         self._pipes = PipePool()
@@ -527,6 +545,37 @@ class ProxyFactory(ServerFactory):
         if timesOut:
             factory._ownEndpoint = endpoint
         return factory
+
+    @property
+    def idleTimeout(self) -> Optional[float]:
+        """
+        Close a connection after this many seconds without data either way;
+        L{None} for never.
+        """
+        return self.limits.idleTimeout
+
+    @idleTimeout.setter
+    def idleTimeout(self, seconds: Optional[float]) -> None:
+        self.limits.idleTimeout = seconds
+
+    @property
+    def maxConnections(self) -> Optional[int]:
+        """
+        Refuse (close at once) new clients beyond this many open
+        connections; L{None} for no limit.
+        """
+        return self.limits.maxConnections
+
+    @maxConnections.setter
+    def maxConnections(self, count: Optional[int]) -> None:
+        self.limits.maxConnections = count
+
+    @property
+    def connections(self) -> int:
+        """
+        The number of open proxied connections.
+        """
+        return len(self.limits)
 
     @property
     def reactor(self) -> IReactorTime:
@@ -584,19 +633,17 @@ class ProxyFactory(ServerFactory):
         self._pipes.close()
 
     def buildProtocol(self, addr: Any) -> Optional[Protocol]:
-        if self.maxConnections is not None and self.connections >= self.maxConnections:
-            _log.info(
-                "Refusing {addr}: {n} connections open", addr=addr, n=self.connections
-            )
+        if not self.limits.admit(addr):
             return None
         client = _ClientSide()
         client.factory = self
         client.connection = _Connection(self, client)
-        self.connections += 1
+        self.limits.add(client.connection)
         return client
 
     def _connectionDone(self, connection: _Connection) -> None:
-        self.connections -= 1
+        reason = connection.statistics.reason
+        self.limits.remove(connection, None if reason == "closed" else reason)
         if self.onConnectionDone is not None:
             try:
                 self.onConnectionDone(connection.statistics)
