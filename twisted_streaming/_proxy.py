@@ -6,7 +6,8 @@ and half-close, a drop-in for L{twisted.protocols.portforward.ProxyFactory}.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional, Tuple, Type, TypeVar, cast
+from collections import Counter
+from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, cast
 
 from attrs import define, field
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -443,6 +444,12 @@ class _Connection:
         self.done.callback(stats)
 
 
+def _countBytes(counts: Counter[Tuple[str, str]], stats: ProxyStatistics) -> None:
+    if stats.path:
+        counts["to_upstream", stats.path] += stats.bytesToUpstream
+        counts["to_client", stats.path] += stats.bytesToClient
+
+
 class ProxyFactory(ServerFactory):
     """
     Forward every connection to an upstream server, with backpressure both
@@ -520,6 +527,9 @@ class ProxyFactory(ServerFactory):
         if proxyHeader not in (None, *VERSIONS):
             raise ValueError(f"proxyHeader must be None or one of {VERSIONS}")
         self.proxyHeader = proxyHeader
+        #: The bytes of the connections that have ended, by direction and
+        #: path (see L{bytesForwarded}).
+        self._bytesEnded: Counter[Tuple[str, str]] = Counter()
         #: Empty pipes for the next spliced connections; closed when the
         #: factory stops.
         self._pipes = PipePool()
@@ -641,9 +651,23 @@ class ProxyFactory(ServerFactory):
         self.limits.add(client.connection)
         return client
 
+    def bytesForwarded(self) -> Dict[Tuple[str, str], int]:
+        """
+        The bytes forwarded since the start, the open connections' so far
+        included, by direction (C{"to_upstream"}, C{"to_client"}) and path
+        (C{"spliced"}, C{"copied"}).
+        """
+        counts = Counter(self._bytesEnded)
+        for connection in self.limits.open:
+            _countBytes(counts, cast(_Connection, connection).statistics)
+        return dict(counts)
+
     def _connectionDone(self, connection: _Connection) -> None:
-        reason = connection.statistics.reason
-        self.limits.remove(connection, None if reason == "closed" else reason)
+        stats = connection.statistics
+        _countBytes(self._bytesEnded, stats)
+        self.limits.remove(
+            connection, None if stats.reason == "closed" else stats.reason
+        )
         if self.onConnectionDone is not None:
             try:
                 self.onConnectionDone(connection.statistics)

@@ -20,10 +20,10 @@ from twisted.internet.abstract import isIPv6Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocolFactory,
     IReactorSocket,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 __all__ = [
@@ -68,7 +68,7 @@ class ReusePortServerEndpoint:
         self._backlog = backlog
         self._interface = interface
 
-    def listen(self, protocolFactory: Factory) -> Deferred[IListeningPort]:
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """
         Bind, listen and hand the socket to the reactor.
 
@@ -89,7 +89,11 @@ class ReusePortServerEndpoint:
             sock.setblocking(False)
             # The reactor takes a duplicate of the descriptor; ours is closed
             # below either way.
-            port = self._reactor.adoptStreamPort(sock.fileno(), family, protocolFactory)
+            port = self._reactor.adoptStreamPort(
+                sock.fileno(),
+                family,
+                protocolFactory,  # type: ignore[arg-type]
+            )
         except BaseException:
             return fail()
         finally:
