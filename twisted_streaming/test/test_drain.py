@@ -5,6 +5,7 @@ L{Clock} here; with real twistd processes in L{DrainTwistdTests}.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from typing import Any, Callable, List
@@ -396,3 +397,111 @@ class DrainTwistdTests(TestCase):
         self.assertRegex(process.output, rb"300000 integers .* \(done\)")
         self.assertRegex(process.output, rb"0 integers .* \(shutdown\)")
         self.assertStoppedBySignal(process)
+
+
+class ShutdownLoggingTests(TestCase):
+    """
+    Fault 6: on SIGTERM (no drain) every open connection is logged once,
+    however busy it is.
+    """
+
+    async def busyProxyStopped(self, path: bytes, *extra: str) -> None:
+        """
+        40 proxied connections, each with every buffer full (upstream does
+        not read): after SIGTERM each is logged exactly once, as having
+        taken C{path} and ended by the shutdown.
+        """
+        count = 40
+        upstreams: List[Peer] = []
+        allConnected: Deferred[None] = Deferred()
+
+        def build() -> Peer:
+            peer = Peer(readPaused=True)
+            upstreams.append(peer)
+            if len(upstreams) == count:
+                allConnected.callback(None)
+            return peer
+
+        listening = reactor.listenTCP(
+            0, Factory.forProtocol(build), interface="127.0.0.1", backlog=1024
+        )
+        self.addCleanup(listening.stopListening)
+        process, _ = twistd(
+            self,
+            [
+                "stream-proxy",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect",
+                f"tcp:127.0.0.1:{listening.getHost().port}",
+                *extra,
+            ],
+            rb"ProxyFactory starting on (\d+)",
+        )
+        port = await process.port
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        clients = [Peer(send=16 * 2**20, seed=i) for i in range(count)]
+        for client in clients:
+            await connectProtocol(endpoint, client)
+        await allConnected
+        process.signal(signal.SIGTERM)
+        await process.ended
+        for client in clients:
+            await client.lost
+        logged = re.findall(rb"Proxied [^\n]*", process.output)
+        self.assertEqual(len(logged), count, process.output[-3000:])
+        ended = [line for line in logged if line.endswith(path + b" (shutdown)")]
+        self.assertEqual(len(ended), count)
+        self.assertIn(b"Stopping: closing %d connections" % count, process.output)
+        self.assertNotIn(b"Traceback", process.output)
+        for peer in upstreams:
+            peer.transport.abortConnection()  # type: ignore[union-attr]
+
+    def test_splicedConnectionsLoggedOnce(self) -> Deferred[None]:
+        """
+        Busy spliced connections are each logged once on SIGTERM.
+        """
+        return Deferred.fromCoroutine(self.busyProxyStopped(b"spliced"))
+
+    def test_copiedConnectionsLoggedOnce(self) -> Deferred[None]:
+        """
+        Busy copied connections are each logged once on SIGTERM.
+        """
+        return Deferred.fromCoroutine(
+            self.busyProxyStopped(b"copied", "--no-zero-copy")
+        )
+
+    async def test_randomIntegerConnectionsLoggedOnce(self) -> None:
+        """
+        30 random-integer clients being sent integers without reading and 30
+        still to ask: after SIGTERM each is logged exactly once, and those
+        still to ask are told why they are closed.
+        """
+        process, _ = twistd(
+            self,
+            ["random-integers", "--port", "tcp:0:interface=127.0.0.1"],
+            rb"RandomIntegerFactory starting on (\d+)",
+        )
+        port = await process.port
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        streaming = [Streaming(b"100000000\r\n") for _ in range(30)]
+        waiting = [_Client() for _ in range(30)]
+        for client in streaming + waiting:
+            await connectProtocol(endpoint, client)
+        for client in streaming:
+            await client.streaming
+        for client in waiting:
+            await client.prompted
+        process.signal(signal.SIGTERM)
+        await process.ended
+        for client in waiting:
+            told = await client.done
+            self.assertEqual(told, PROMPT + b"error: server shutting down\r\n")
+        for client in streaming:
+            # Reading again, it finds the connection reset.
+            client.transport.resumeProducing()  # type: ignore[union-attr]
+            await client.done
+        logged = re.findall(rb"Served [^\n]*\(shutdown\)", process.output)
+        self.assertEqual(len(logged), 60, process.output[-3000:])
+        self.assertEqual(len(re.findall(rb"Served ", process.output)), 60)
+        self.assertNotIn(b"Traceback", process.output)
