@@ -15,6 +15,7 @@ from twisted_streaming._pipeline import pipeline
 from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
 from twisted_streaming._pulltopush import PullToPush
 from twisted_streaming._push import BasePushProducer
+from twisted_streaming._reuseport import ReusePortServerEndpoint
 from twisted_streaming._stage import Stage
 from twisted_streaming._version import __version__
 from twisted_streaming._web import FileResource
@@ -52,6 +53,7 @@ __all__ = [
     "ProxyFactory",
     "ProxyStatistics",
     "PullToPush",
+    "ReusePortServerEndpoint",
     "Stage",
     "TurnLoop",
     "Unframe",
