@@ -56,7 +56,9 @@ def proxyHeader(version: str, source: IAddress, destination: IAddress) -> bytes:
         elif isinstance(source, IPv6Address) and isinstance(destination, IPv6Address):
             kind = b"TCP6"
         else:
-            return b"PROXY UNKNOWN\r\n"
+            # The specification lets the line go on after UNKNOWN, and
+            # Twisted's parser needs it to (it refuses "PROXY UNKNOWN\r\n").
+            return b"PROXY UNKNOWN \r\n"
         return b"PROXY %s %s %s %d %d\r\n" % (
             kind,
             source.host.encode("ascii"),

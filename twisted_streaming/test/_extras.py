@@ -16,6 +16,7 @@ __all__ = [
     "Absent",
     "missing",
     "skipCurl",
+    "skipHAProxy",
     "skipHTTP2",
     "skipHypothesis",
     "skipTLS",
@@ -50,6 +51,13 @@ skipCurl: Optional[str] = (
     None
     if shutil.which("curl")
     else "curl is not installed: apt-get install curl (make test installs it)"
+)
+
+#: HAProxy, the PROXY protocol tests' third-party receiver; a program.
+skipHAProxy: Optional[str] = (
+    None
+    if shutil.which("haproxy")
+    else "haproxy is not installed: apt-get install haproxy (make test installs it)"
 )
 
 
