@@ -56,9 +56,10 @@ def proxyHeader(version: str, source: IAddress, destination: IAddress) -> bytes:
         elif isinstance(source, IPv6Address) and isinstance(destination, IPv6Address):
             kind = b"TCP6"
         else:
-            # The specification lets the line go on after UNKNOWN, and
-            # Twisted's parser needs it to (it refuses "PROXY UNKNOWN\r\n").
-            return b"PROXY UNKNOWN \r\n"
+            # As the specification writes it, and as HAProxy 2.6 accepts it
+            # (it refuses anything after UNKNOWN).  Twisted's parser (26.10)
+            # refuses this form: send v2 to it.
+            return b"PROXY UNKNOWN\r\n"
         return b"PROXY %s %s %s %d %d\r\n" % (
             kind,
             source.host.encode("ascii"),
