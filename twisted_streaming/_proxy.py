@@ -658,6 +658,9 @@ class ProxyFactory(ServerFactory):
         (C{"spliced"}, C{"copied"}).
         """
         counts = Counter(self._bytesEnded)
+        for direction in ("to_upstream", "to_client"):
+            for path in ("spliced", "copied"):
+                counts[direction, path] += 0
         for connection in self.limits.open:
             _countBytes(counts, cast(_Connection, connection).statistics)
         return dict(counts)
