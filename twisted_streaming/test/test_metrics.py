@@ -5,7 +5,7 @@ C{prometheus_client}'s own parser, match what the tests did.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -59,7 +59,7 @@ def collected(metrics: Any) -> Samples:
         def collect(self) -> Any:
             return metrics
 
-    registry.register(Collector())  # type: ignore[arg-type]
+    registry.register(Collector())
     return parse(generate_latest(registry).decode())
 
 
@@ -211,7 +211,7 @@ class TwistdMetricsTests(TestCase):
         metrics = int((await process.waitFor(rb"_QuietSite starting on (\d+)"))[1])
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         first = Peer()
-        got = []
+        got: List[bytes] = []
         first.dataReceived = got.append  # type: ignore[method-assign,assignment]
         await connectProtocol(endpoint, first)
         first.transport.write(b"hold")  # type: ignore[union-attr]
@@ -279,4 +279,4 @@ class TwistdMetricsTests(TestCase):
 
 
 for case in (CollectorTests, TwistdMetricsTests, OptionTests):
-    case.skip = skipMetrics  # type: ignore[attr-defined]
+    case.skip = skipMetrics

@@ -230,7 +230,7 @@ class ParsedByTwistedTests(TestCase):
             "127.0.0.1", upstreamPort, proxyHeader=version, zeroCopy=zeroCopy
         )
         connections: List[Any] = []
-        build = factory.buildProtocol
+        build: Any = factory.buildProtocol
 
         def recording(addr: Any) -> Any:
             protocol = build(addr)
@@ -466,7 +466,7 @@ class TwistdTests(TestCase):
                 TCP4ClientEndpoint(reactor, "127.0.0.1", port), client
             )
             answer = await client.done
-            me = client.address
+            me: Any = client.address
             self.assertTrue(
                 answer.endswith(b"127.0.0.1 %d 127.0.0.1 %d" % (me.port, port)),
                 answer,
