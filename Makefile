@@ -8,7 +8,7 @@ PORT ?= tcp:1234
 # Compat mode keeps the flat-layout dropin in twisted/plugins visible to twistd.
 EDITABLE := --config-settings editable_mode=compat -e
 
-.PHONY: run test test-trial test-pytest test-examples test-wheel curl lint typing docs bench clean
+.PHONY: run test test-trial test-pytest test-examples test-wheel curl haproxy lint typing docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ test-examples: $(VENV)/.installed-test
 
 # Build the wheel, install it into fresh virtualenvs outside the checkout,
 # and run the package's suite there (see .ci/test-wheel).
-test-wheel: $(VENV)/.installed-test curl
+test-wheel: $(VENV)/.installed-test curl haproxy
 	PYTHON=$(PYTHON) .ci/test-wheel $(BIN)/python
 
 # The twisted.web tests use curl as the client: install it as root where
@@ -57,6 +57,15 @@ curl:
 	        apt-get update -q && apt-get install -y -q --no-install-recommends curl; \
 	    else \
 	        echo "make test needs curl: install it (apt-get install curl)" >&2; exit 1; \
+	    fi; }
+
+# The PROXY protocol tests use HAProxy as a receiver; installed as curl is.
+haproxy:
+	@command -v haproxy >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get update -q && apt-get install -y -q --no-install-recommends haproxy; \
+	    else \
+	        echo "make test needs haproxy: install it (apt-get install haproxy)" >&2; exit 1; \
 	    fi; }
 
 lint: $(VENV)/.installed-test

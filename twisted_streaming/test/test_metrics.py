@@ -25,9 +25,8 @@ from twisted_streaming.test.test_randomintegers import _Client
 
 reactor: Any = _globalReactor
 
+#: prometheus_client: in the metrics extra, and in the test extra.
 skipMetrics = missing("prometheus_client")
-if skipMetrics:
-    skipMetrics = skipMetrics.replace("[test]", "[metrics]")
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 

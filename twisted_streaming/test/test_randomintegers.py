@@ -442,7 +442,7 @@ class LimitsTests(SynchronousTestCase):
         protocol.producer.pauseProducing()
         self.clock.advance(0)
         aborted: List[bool] = []
-        transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+        transport.abortConnection = lambda: aborted.append(True)
         self.clock.advance(4.9)
         self.assertEqual(aborted, [])
         self.clock.advance(0.1)
@@ -491,7 +491,7 @@ class LimitsTests(SynchronousTestCase):
         self.end(streaming, streamingTransport)
         self.assertEqual(dict(self.factory.limits.errors), {"shutdown": 1})
 
-    def test_verifyOneLogLine(self) -> None:
+    def test_oneLogLine(self) -> None:
         """
         Each connection's end is logged once, with its integers, bytes and
         why it ended.
@@ -499,8 +499,9 @@ class LimitsTests(SynchronousTestCase):
         from twisted.logger import LogLevel, globalLogPublisher
 
         events: List[Any] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer: Any = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         protocol, transport = self.connect()
         protocol.dataReceived(b"10\r\n")
         self.clock.advance(0)

@@ -1,0 +1,253 @@
+"""
+Benchmark several C{twistd stream-proxy --reuse-port} processes on one port
+against 200 concurrent clients: connections per second (short requests,
+no keep-alive) and MB/s (1 MiB responses), for 1, 2 and 4 processes, beside
+HAProxy with as many threads (the best peer) and nginx directly (the raw
+limit).
+
+    python -m bench.bench_reuseport [--quick]
+
+ApacheBench (C{ab}) is the client and nginx the upstream, both C programs,
+so that the proxy is what is measured; the bench installs them (and
+HAProxy) with apt-get when it runs as root, and says so when it cannot.
+Each proxy process logs every connection to a file, as in production; the
+share of connections each process served is counted from those logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+CLIENTS = 200
+
+
+def ensure(command: str, package: str) -> bool:
+    """
+    Is C{command} on the PATH, after installing C{package} if we can?
+    """
+    if shutil.which(command):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        sys.stdout.write(f"installing {package} with apt-get\n")
+        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
+            check=False,
+            capture_output=True,
+        )
+    if shutil.which(command):
+        return True
+    sys.stdout.write(f"{command} is not installed (apt-get install {package})\n")
+    return False
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def waitListening(port: int, process: subprocess.Popen[bytes]) -> None:
+    """
+    Wait until something accepts on C{port} (each probe is a connection the
+    upstream or proxy sees, and counts for nothing).
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def nginx(directory: str) -> Tuple[subprocess.Popen[bytes], int]:
+    """
+    nginx serving C{/1k} and C{/1m} (1 KiB, 1 MiB) on a free port.
+    """
+    port = freePort()
+    root = os.path.join(directory, "www")
+    os.makedirs(root)
+    for name, size in (("1k", 1024), ("1m", 1 << 20)):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(b"x" * size)
+    config = os.path.join(directory, "nginx.conf")
+    with open(config, "w") as f:
+        f.write(
+            f"daemon off;\nworker_processes 2;\npid {directory}/nginx.pid;\n"
+            f"error_log {directory}/nginx.err;\n"
+            "events { worker_connections 4096; }\n"
+            "http { access_log off; keepalive_timeout 0;\n"
+            f"  server {{ listen 127.0.0.1:{port} backlog=4096; root {root}; }} }}\n"
+        )
+    process = subprocess.Popen(["nginx", "-c", config, "-p", directory])
+    waitListening(port, process)
+    return process, port
+
+
+def haproxy(
+    directory: str, threads: int, upstream: int
+) -> Tuple[subprocess.Popen[bytes], int]:
+    port = freePort()
+    config = os.path.join(directory, f"haproxy{threads}.cfg")
+    with open(config, "w") as f:
+        f.write(
+            f"global\n    nbthread {threads}\n    maxconn 20000\n"
+            "defaults\n    mode tcp\n    timeout connect 5s\n"
+            "    timeout client 30s\n    timeout server 30s\n"
+            f"listen p\n    bind 127.0.0.1:{port}\n"
+            f"    server s 127.0.0.1:{upstream}\n"
+        )
+    process = subprocess.Popen(["haproxy", "-db", "-f", config])
+    waitListening(port, process)
+    return process, port
+
+
+def proxies(
+    directory: str, count: int, upstream: int
+) -> Tuple[List[subprocess.Popen[bytes]], List[str], int]:
+    """
+    C{count} C{twistd stream-proxy --reuse-port} processes on one free port,
+    each logging to a file of its own.
+    """
+    port = freePort()
+    processes, logs = [], []
+    for number in range(count):
+        log = os.path.join(directory, f"proxy{count}-{number}.log")
+        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+        args += ["-n", "--pidfile=", f"--logfile={log}", "stream-proxy"]
+        args += ["--listen", f"tcp:{port}:interface=127.0.0.1", "--reuse-port"]
+        args += ["--connect", f"tcp:127.0.0.1:{upstream}"]
+        process = subprocess.Popen(args)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if os.path.exists(log) and b"starting on" in open(log, "rb").read():
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"twistd exited: {open(log).read()}")
+            time.sleep(0.05)
+        processes.append(process)
+        logs.append(log)
+    return processes, logs, port
+
+
+def ab(port: int, path: str, requests: int) -> Tuple[float, float]:
+    """
+    ApacheBench, C{CLIENTS} at a time, no keep-alive: requests per second
+    and MB/s received.
+    """
+    out = subprocess.run(
+        ["ab", "-q", "-r", "-n", str(requests), "-c", str(CLIENTS),
+         f"http://127.0.0.1:{port}/{path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout  # fmt: skip
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+    if failed:
+        raise RuntimeError(f"ab: {failed} failed requests\n{out}")
+    rate = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    kb = float(re.search(r"Transfer rate:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rate, kb * 1024 / 1e6
+
+
+def measure(port: int, quick: bool) -> Tuple[float, float]:
+    """
+    Connections per second with 1 KiB responses, MB/s with 1 MiB ones.
+    """
+    rate, _ = ab(port, "1k", 4000 if quick else 20000)
+    _, mbps = ab(port, "1m", 400 if quick else 2000)
+    return rate, mbps
+
+
+def stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=60)
+
+
+def shares(logs: Sequence[str]) -> List[int]:
+    """
+    Connections each proxy process logged.
+    """
+    return [open(log, "rb").read().count(b"Proxied ") for log in logs]
+
+
+def table(rows: List[Tuple[str, float, float, str]], base: Dict[str, float]) -> str:
+    lines = [
+        f"{'route':<28} {'conn/s':>8} {'x1 proc':>8} {'MB/s':>8} {'x1 proc':>8}"
+        "  connections per process"
+    ]
+    for name, rate, mbps, spread in rows:
+        lines.append(
+            f"{name:<28} {rate:8.0f} {rate / base['rate']:8.2f} {mbps:8.0f} "
+            f"{mbps / base['mbps']:8.2f}  {spread}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs")
+    args = parser.parse_args(argv)
+    if not (ensure("ab", "apache2-utils") and ensure("nginx", "nginx-light")):
+        sys.stdout.write("no reuse-port benchmark without ab and nginx\n")
+        return
+    withHAProxy = ensure("haproxy", "haproxy")
+    directory = tempfile.mkdtemp(prefix="bench_reuseport.")
+    upstream, upstreamPort = nginx(directory)
+    rows: List[Tuple[str, float, float, str]] = []
+    peers: List[Tuple[str, float, float, str]] = []
+    try:
+        rate, mbps = measure(upstreamPort, args.quick)
+        raw = ("nginx directly (the limit)", rate, mbps, "")
+        for count in (1, 2, 4):
+            processes, logs, port = proxies(directory, count, upstreamPort)
+            try:
+                rate, mbps = measure(port, args.quick)
+            finally:
+                stop(processes)
+            spread = " / ".join(str(n) for n in shares(logs))
+            rows.append((f"stream-proxy x{count} processes", rate, mbps, spread))
+            if withHAProxy:
+                process, port = haproxy(directory, count, upstreamPort)
+                try:
+                    rate, mbps = measure(port, args.quick)
+                finally:
+                    stop([process])
+                peers.append((f"HAProxy, {count} threads", rate, mbps, ""))
+    finally:
+        stop([upstream])
+        shutil.rmtree(directory, ignore_errors=True)
+    base = {"rate": rows[0][1], "mbps": rows[0][2]}
+    sys.stdout.write(
+        f"{CLIENTS} concurrent ApacheBench clients, no keep-alive, nginx "
+        f"upstream on loopback; {os.cpu_count()} CPUs\n"
+        "conn/s: 1 KiB responses; MB/s: 1 MiB responses; x1 proc: ratio to "
+        "one stream-proxy process\n\n"
+    )
+    sys.stdout.write(table(rows + peers + [raw], base) + "\n")
+    if peers:
+        sys.stdout.write("\nstream-proxy processes against HAProxy threads:\n")
+        for ours, theirs in zip(rows, peers):
+            sys.stdout.write(
+                f"  {ours[0]}: {ours[1] / theirs[1]:.2f}x HAProxy's conn/s, "
+                f"{ours[2] / theirs[2]:.2f}x its MB/s\n"
+            )
+
+
+if __name__ == "__main__":
+    main()
