@@ -104,7 +104,7 @@ def haproxy(
     config = os.path.join(directory, f"haproxy{threads}.cfg")
     with open(config, "w") as f:
         f.write(
-            f"global\n    nbthread {threads}\n    maxconn 20000\n"
+            f"global\n    nbthread {threads}\n    maxconn 4000\n"
             "defaults\n    mode tcp\n    timeout connect 5s\n"
             "    timeout client 30s\n    timeout server 30s\n"
             f"listen p\n    bind 127.0.0.1:{port}\n"
