@@ -49,23 +49,15 @@ test-examples: $(VENV)/.installed-test
 test-wheel: $(VENV)/.installed-test curl haproxy
 	PYTHON=$(PYTHON) .ci/test-wheel $(BIN)/python
 
-# The twisted.web tests use curl as the client: install it as root where
-# apt-get can, as CI does; the suite must not skip them there.
-curl:
-	@command -v curl >/dev/null || { \
+# The twisted.web tests use curl as the client, the PROXY protocol tests
+# HAProxy as a receiver: install them as root where apt-get can, as CI does;
+# the suite must not skip them there.
+curl haproxy:
+	@command -v $@ >/dev/null || { \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        apt-get update -q && apt-get install -y -q --no-install-recommends curl; \
+	        apt-get update -q && apt-get install -y -q --no-install-recommends $@; \
 	    else \
-	        echo "make test needs curl: install it (apt-get install curl)" >&2; exit 1; \
-	    fi; }
-
-# The PROXY protocol tests use HAProxy as a receiver; installed as curl is.
-haproxy:
-	@command -v haproxy >/dev/null || { \
-	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        apt-get update -q && apt-get install -y -q --no-install-recommends haproxy; \
-	    else \
-	        echo "make test needs haproxy: install it (apt-get install haproxy)" >&2; exit 1; \
+	        echo "make test needs $@: install it (apt-get install $@)" >&2; exit 1; \
 	    fi; }
 
 lint: $(VENV)/.installed-test

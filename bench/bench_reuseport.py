@@ -80,6 +80,9 @@ def nginx(directory: str) -> Tuple[subprocess.Popen[bytes], int]:
     port = freePort()
     root = os.path.join(directory, "www")
     os.makedirs(root)
+    # nginx's workers run as another user.
+    os.chmod(directory, 0o755)
+    os.chmod(root, 0o755)
     for name, size in (("1k", 1024), ("1m", 1 << 20)):
         with open(os.path.join(root, name), "wb") as f:
             f.write(b"x" * size)
@@ -156,8 +159,8 @@ def ab(port: int, path: str, requests: int) -> Tuple[float, float]:
         text=True,
     ).stdout  # fmt: skip
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
-    if failed:
-        raise RuntimeError(f"ab: {failed} failed requests\n{out}")
+    if failed or "Non-2xx" in out:
+        raise RuntimeError(f"ab: failed requests\n{out}")
     rate = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     kb = float(re.search(r"Transfer rate:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     return rate, kb * 1024 / 1e6

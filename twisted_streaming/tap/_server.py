@@ -28,30 +28,24 @@ __all__ = [
 ]
 
 
-def positive(value: str) -> float:
-    """
-    A number of seconds greater than 0.
-    """
-    try:
-        number = float(value)
-    except ValueError:
-        raise usage.UsageError(f"{value!r} is not a number") from None
-    if number <= 0:
-        raise usage.UsageError(f"{value!r} is not positive")
-    return number
+def _positive(kind: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise usage.UsageError(f"{value!r} is not {name}") from None
+        if number <= 0:
+            raise usage.UsageError(f"{value!r} is not positive")
+        return number
+
+    return parse
 
 
-def count(value: str) -> int:
-    """
-    A whole number greater than 0.
-    """
-    try:
-        number = int(value)
-    except ValueError:
-        raise usage.UsageError(f"{value!r} is not an integer") from None
-    if number <= 0:
-        raise usage.UsageError(f"{value!r} is not positive")
-    return number
+#: A number of seconds greater than 0.
+positive: Callable[[str], float] = _positive(float, "a number")
+
+#: A whole number greater than 0.
+count: Callable[[str], int] = _positive(int, "an integer")
 
 
 def _orNone(parse: Callable[[str], Any]) -> Callable[[str], Any]:

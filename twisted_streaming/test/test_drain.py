@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import signal
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Tuple
 
 from twisted.application.service import Service
 from twisted.internet import reactor as _globalReactor
@@ -23,7 +23,7 @@ from twisted_streaming._drain import DrainingService, onStopSignals
 from twisted_streaming._limits import ConnectionLimits
 from twisted_streaming.randomintegers import PROMPT
 from twisted_streaming.test.test_limits import Connection
-from twisted_streaming.test.test_plugin import twistd
+from twisted_streaming.test.test_plugin import twistdProxy, twistdRandomIntegers
 from twisted_streaming.test.test_proxy import Peer
 from twisted_streaming.test.test_randomintegers import _Client, values
 
@@ -240,19 +240,7 @@ class DrainTwistdTests(TestCase):
     """
 
     def twistdProxy(self, upstreamPort: int, *extra: str) -> Any:
-        process, _ = twistd(
-            self,
-            [
-                "stream-proxy",
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-                "--connect",
-                f"tcp:127.0.0.1:{upstreamPort}",
-                *extra,
-            ],
-            rb"ProxyFactory starting on (\d+)",
-        )
-        return process
+        return twistdProxy(self, upstreamPort, *extra)[0]
 
     def upstream(self) -> Upstream:
         """
@@ -311,18 +299,26 @@ class DrainTwistdTests(TestCase):
         self.assertRegex(process.output, rb"9 bytes up, 15 bytes down .* \(closed\)")
         self.assertStoppedBySignal(process)
 
-    async def test_proxyDeadline(self) -> None:
+    async def proxyingOne(self, drainTimeout: str) -> Tuple[Any, Peer]:
         """
-        A proxied connection that does not finish is closed at the deadline,
-        logged as ended by the shutdown, and twistd exits.
+        A twistd proxy with that C{--drain-timeout}, and a client of it
+        whose first byte has reached upstream.
         """
         peer = self.upstream()
-        process = self.twistdProxy(self.upstreamPort, "--drain-timeout", "1")
+        process = self.twistdProxy(self.upstreamPort, "--drain-timeout", drainTimeout)
         port = await process.port
         client = Peer()
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
         client.transport.write(b"x")  # type: ignore[union-attr]
         await peer.gotData
+        return process, client
+
+    async def test_proxyDeadline(self) -> None:
+        """
+        A proxied connection that does not finish is closed at the deadline,
+        logged as ended by the shutdown, and twistd exits.
+        """
+        process, client = await self.proxyingOne("1")
         began = time.monotonic()
         process.signal(signal.SIGTERM)
         await client.lost
@@ -341,18 +337,13 @@ class DrainTwistdTests(TestCase):
         A second SIGTERM during a long drain closes the connections and
         twistd exits at once.
         """
-        peer = self.upstream()
-        process = self.twistdProxy(self.upstreamPort, "--drain-timeout", "600")
-        port = await process.port
-        client = Peer()
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
-        client.transport.write(b"x")  # type: ignore[union-attr]
-        await peer.gotData
+        process, client = await self.proxyingOne("600")
         process.signal(signal.SIGTERM)
         await process.waitFor(rb"draining 1 connections")
         began = time.monotonic()
         process.signal(signal.SIGTERM)
         await process.ended
+        await client.lost
         self.assertLess(time.monotonic() - began, 60)
         self.assertIn(b"Second stop signal: closing 1 connections", process.output)
         self.assertRegex(process.output, rb"\(shutdown\)")
@@ -365,17 +356,7 @@ class DrainTwistdTests(TestCase):
         to ask is told the server is shutting down, a new client is
         refused, the stream completes, and twistd exits.
         """
-        process, _ = twistd(
-            self,
-            [
-                "random-integers",
-                "--port",
-                "tcp:0:interface=127.0.0.1",
-                "--drain-timeout",
-                "60",
-            ],
-            rb"RandomIntegerFactory starting on (\d+)",
-        )
+        process, _ = twistdRandomIntegers(self, "--drain-timeout", "60")
         port = await process.port
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         streaming = Streaming(b"300000\r\n")
@@ -426,18 +407,7 @@ class ShutdownLoggingTests(TestCase):
             0, Factory.forProtocol(build), interface="127.0.0.1", backlog=1024
         )
         self.addCleanup(listening.stopListening)
-        process, _ = twistd(
-            self,
-            [
-                "stream-proxy",
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-                "--connect",
-                f"tcp:127.0.0.1:{listening.getHost().port}",
-                *extra,
-            ],
-            rb"ProxyFactory starting on (\d+)",
-        )
+        process, _ = twistdProxy(self, listening.getHost().port, *extra)
         port = await process.port
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         clients = [Peer(send=16 * 2**20, seed=i) for i in range(count)]
@@ -477,11 +447,7 @@ class ShutdownLoggingTests(TestCase):
         still to ask: after SIGTERM each is logged exactly once, and those
         still to ask are told why they are closed.
         """
-        process, _ = twistd(
-            self,
-            ["random-integers", "--port", "tcp:0:interface=127.0.0.1"],
-            rb"RandomIntegerFactory starting on (\d+)",
-        )
+        process, _ = twistdRandomIntegers(self)
         port = await process.port
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         streaming = [Streaming(b"100000000\r\n") for _ in range(30)]

@@ -19,7 +19,7 @@ from twisted_streaming.randomintegers import PROMPT, RandomIntegerFactory
 from twisted_streaming.tap import randomintegers as randomtap
 from twisted_streaming.test._extras import missing
 from twisted_streaming.test.test_drain import Upstream
-from twisted_streaming.test.test_plugin import twistd
+from twisted_streaming.test.test_plugin import twistdProxy, twistdRandomIntegers
 from twisted_streaming.test.test_proxy import Peer, ProxyTestsMixin
 from twisted_streaming.test.test_randomintegers import _Client
 
@@ -191,20 +191,13 @@ class TwistdMetricsTests(TestCase):
             0, Factory.forProtocol(lambda: upstream), interface="127.0.0.1"
         )
         self.addCleanup(listening.stopListening)
-        process, _ = twistd(
+        process, _ = twistdProxy(
             self,
-            [
-                "stream-proxy",
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-                "--connect",
-                f"tcp:127.0.0.1:{listening.getHost().port}",
-                "--max-connections",
-                "1",
-                "--metrics",
-                "tcp:0:interface=127.0.0.1",
-            ],
-            rb"ProxyFactory starting on (\d+)",
+            listening.getHost().port,
+            "--max-connections",
+            "1",
+            "--metrics",
+            "tcp:0:interface=127.0.0.1",
         )
         port = await process.port
         metrics = int((await process.waitFor(rb"_QuietSite starting on (\d+)"))[1])
@@ -242,16 +235,8 @@ class TwistdMetricsTests(TestCase):
         A random-integer server's metrics count the integers it sent, the
         bytes each way, a bad request, and the connection.
         """
-        process, _ = twistd(
-            self,
-            [
-                "random-integers",
-                "--port",
-                "tcp:0:interface=127.0.0.1",
-                "--metrics",
-                "tcp:0:interface=127.0.0.1",
-            ],
-            rb"RandomIntegerFactory starting on (\d+)",
+        process, _ = twistdRandomIntegers(
+            self, "--metrics", "tcp:0:interface=127.0.0.1"
         )
         port = await process.port
         metrics = int((await process.waitFor(rb"_QuietSite starting on (\d+)"))[1])

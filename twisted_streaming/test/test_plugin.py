@@ -250,6 +250,41 @@ def twistd(
     return process, stop
 
 
+def twistdProxy(
+    case: TestCase, upstreamPort: int, *extra: str
+) -> Tuple[_Twistd, Callable[[], Deferred[None]]]:
+    """
+    Start a real C{twistd -n stream-proxy} on 127.0.0.1 that forwards to
+    C{upstreamPort}, with the C{extra} options.
+    """
+    return twistd(
+        case,
+        [
+            "stream-proxy",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--connect",
+            f"tcp:127.0.0.1:{upstreamPort}",
+            *extra,
+        ],
+        rb"ProxyFactory starting on (\d+)",
+    )
+
+
+def twistdRandomIntegers(
+    case: TestCase, *extra: str
+) -> Tuple[_Twistd, Callable[[], Deferred[None]]]:
+    """
+    Start a real C{twistd -n random-integers} on 127.0.0.1, with the
+    C{extra} options.
+    """
+    return twistd(
+        case,
+        ["random-integers", "--port", "tcp:0:interface=127.0.0.1", *extra],
+        rb"RandomIntegerFactory starting on (\d+)",
+    )
+
+
 class TwistdTests(TestCase):
     """
     A real C{twistd -n random-integers} process.

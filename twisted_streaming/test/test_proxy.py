@@ -50,7 +50,7 @@ if skipTLS is None:
         CertificateOptions,
         optionsForClientTLS,
     )
-from twisted_streaming.test.test_plugin import twistd
+from twisted_streaming.test.test_plugin import twistdProxy
 
 reactor: Any = _globalReactor
 
@@ -904,18 +904,7 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         Start a real C{twistd -n stream-proxy} on 127.0.0.1 that forwards to
         C{upstreamPort}, with the C{extra} options.
         """
-        return twistd(
-            self,
-            [
-                "stream-proxy",
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-                "--connect",
-                f"tcp:127.0.0.1:{upstreamPort}",
-                *extra,
-            ],
-            rb"ProxyFactory starting on (\d+)",
-        )
+        return twistdProxy(self, upstreamPort, *extra)
 
     async def test_realTwistd(self) -> None:
         """

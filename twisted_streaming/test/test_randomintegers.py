@@ -569,13 +569,9 @@ class ManyIdleClientsTests(TestCase):
         client that sends nothing then waits for ever, whatever the
         server does.)
         """
-        from twisted_streaming.test.test_plugin import twistd
+        from twisted_streaming.test.test_plugin import twistdRandomIntegers
 
-        process, stop = twistd(
-            self,
-            ["random-integers", "--port", "tcp:0:interface=127.0.0.1"],
-            rb"RandomIntegerFactory starting on (\d+)",
-        )
+        process, stop = twistdRandomIntegers(self)
         port = await process.port
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         clients: List[FirstLine] = []
