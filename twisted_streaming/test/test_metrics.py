@@ -12,7 +12,6 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.client import Agent, readBody
 
 from twisted_streaming._metrics import proxyMetrics, randomIntegerMetrics
 from twisted_streaming.randomintegers import PROMPT, RandomIntegerFactory
@@ -21,6 +20,7 @@ from twisted_streaming.test._extras import missing
 from twisted_streaming.test.test_drain import Upstream
 from twisted_streaming.test.test_plugin import twistdProxy, twistdRandomIntegers
 from twisted_streaming.test.test_proxy import Peer, ProxyTestsMixin
+from twisted_streaming.test.test_proxyheader import Answer
 from twisted_streaming.test.test_randomintegers import _Client
 
 reactor: Any = _globalReactor
@@ -64,15 +64,14 @@ def collected(metrics: Any) -> Samples:
 
 async def scrape(port: int) -> Samples:
     """
-    GET the metrics served on C{port}.
+    GET the metrics served on C{port} (any path serves them).
     """
-    response = await Agent(reactor).request(
-        b"GET", b"http://127.0.0.1:%d/metrics" % (port,)
-    )
-    assert response.code == 200, response.code
-    contentType = response.headers.getRawHeaders(b"content-type")[0]
-    assert contentType.startswith(b"text/plain"), contentType
-    return parse((await readBody(response)).decode())
+    client = Answer()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+    head, body = (await client.done).split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.0 200 "), head
+    assert b"\r\ncontent-type: text/plain" in head.lower(), head
+    return parse(body.decode())
 
 
 class CollectorTests(ProxyTestsMixin, TestCase):
