@@ -10,8 +10,9 @@ limit).
 ApacheBench (C{ab}) is the client and nginx the upstream, both C programs,
 so that the proxy is what is measured; the bench installs them (and
 HAProxy) with apt-get when it runs as root, and says so when it cannot.
-Each proxy process logs every connection to a file, as in production; the
-share of connections each process served is counted from those logs.
+Each proxy process logs every connection, as in production (to standard
+output, into a file); the share of connections each process served is
+counted from those logs.
 """
 
 from __future__ import annotations
@@ -130,10 +131,12 @@ def proxies(
     for number in range(count):
         log = os.path.join(directory, f"proxy{count}-{number}.log")
         args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-        args += ["-n", "--pidfile=", f"--logfile={log}", "stream-proxy"]
+        # To standard output, as under systemd: a --logfile rotates at 1 MB.
+        args += ["-n", "--pidfile=", "--logfile=-", "stream-proxy"]
         args += ["--listen", f"tcp:{port}:interface=127.0.0.1", "--reuse-port"]
         args += ["--connect", f"tcp:127.0.0.1:{upstream}"]
-        process = subprocess.Popen(args)
+        with open(log, "wb") as output:
+            process = subprocess.Popen(args, stdout=output, stderr=output)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if os.path.exists(log) and b"starting on" in open(log, "rb").read():
