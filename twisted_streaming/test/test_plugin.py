@@ -109,6 +109,25 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsNone(options["metrics"])
         self.assertFalse(options["reuse-port"])
 
+    def test_helpListsEveryOption(self) -> None:
+        """
+        C{--help} of both services lists each production option, with its
+        explanation.
+        """
+        from twisted_streaming.tap import streamproxy
+
+        for options in (tap.Options(), streamproxy.Options()):
+            text = str(options)
+            for name in (
+                "reuse-port",
+                "drain-timeout",
+                "idle-timeout",
+                "max-connections",
+                "metrics",
+            ):
+                self.assertRegex(text, rf"--{name}=?\s+\w")
+        self.assertIn("--send-proxy=", str(streamproxy.Options()))
+
     def test_values(self) -> None:
         """
         Every option is parsed into its type.
@@ -310,3 +329,18 @@ class TwistdTests(TestCase):
         await stop()
         self.assertIn(b"Server Shut Down", process.output)
         self.assertNotIn(b"Traceback", process.output)
+
+    async def test_idleClientToldAndClosed(self) -> None:
+        """
+        A client of a real C{twistd random-integers --idle-timeout 1} that
+        sends nothing gets an C{error:} line saying why and is closed, and
+        the server logs it.
+        """
+        process, stop = twistdRandomIntegers(self, "--idle-timeout", "1")
+        port = await process.port
+        client = _Client()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        data = await client.done
+        self.assertEqual(data, PROMPT + b"error: no request in 1 seconds\r\n")
+        await process.waitFor(rb"Served [^\n]*\(idle timeout\)")
+        await stop()
