@@ -263,14 +263,16 @@ class RandomIntegerProtocol(LineReceiver):
 
     def abort(self, why: str, error: bytes = b"server shutting down") -> None:
         """
-        Close at once: a client still to ask is told why, one being sent
-        integers is cut off (its buffer is full of them).
+        Close at once: a client still to ask is told why; one being sent
+        integers, or not reading the last of them, is cut off (its buffer
+        is full of them), as is one already told but still closing.
         """
-        if self.producer is None or not self.producer.producing:
+        if self.producer is None and not self.reason:
             self._end(why, error)
-        else:
-            self.reason = self.reason or why
-            self.transport.abortConnection()
+            return
+        if self.reason in ("", "done"):
+            self.reason = why
+        self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)

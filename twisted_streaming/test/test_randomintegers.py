@@ -450,6 +450,22 @@ class LimitsTests(SynchronousTestCase):
         protocol.connectionLost(Failure(Exception("aborted")))
         self.assertEqual(dict(self.factory.limits.errors), {"idle timeout": 1})
 
+    def test_unreadEndCutOff(self) -> None:
+        """
+        A client sent all its integers that leaves the last of them unread
+        (its connection still closing) is cut off after the idle timeout.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"10\r\n")
+        self.clock.advance(0)
+        self.assertTrue(transport.disconnecting)
+        aborted: List[bool] = []
+        transport.abortConnection = lambda: aborted.append(True)
+        self.clock.advance(5)
+        self.assertEqual(aborted, [True])
+        protocol.connectionLost(Failure(Exception("aborted")))
+        self.assertEqual(dict(self.factory.limits.errors), {"idle timeout": 1})
+
     def test_tooMany(self) -> None:
         """
         Beyond C{maxConnections}, a client gets an C{error:} line and is
