@@ -5,6 +5,7 @@ L{Clock} here; with real twistd processes in L{DrainTwistdTests}.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -22,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted_streaming._drain import DrainingService, onStopSignals
 from twisted_streaming._limits import ConnectionLimits
 from twisted_streaming.randomintegers import PROMPT
+from twisted_streaming.test._extras import skipTLS
 from twisted_streaming.test.test_limits import Connection
 from twisted_streaming.test.test_plugin import twistdProxy, twistdRandomIntegers
 from twisted_streaming.test.test_proxy import Peer
@@ -386,11 +388,15 @@ class ShutdownLoggingTests(TestCase):
     however busy it is.
     """
 
-    async def busyProxyStopped(self, path: bytes, *extra: str) -> None:
+    async def busyProxyStopped(self, path: bytes, *extra: str, tls: Any = None) -> None:
         """
         40 proxied connections, each with every buffer full (upstream does
         not read): after SIGTERM each is logged exactly once, as having
         taken C{path} and ended by the shutdown.
+
+        @param tls: If given, upstream listens with this TLS context
+            factory, and C{extra} says how to connect to it (C{{port}} is
+            replaced by its port).
         """
         count = 40
         upstreams: List[Peer] = []
@@ -403,11 +409,18 @@ class ShutdownLoggingTests(TestCase):
                 allConnected.callback(None)
             return peer
 
-        listening = reactor.listenTCP(
-            0, Factory.forProtocol(build), interface="127.0.0.1", backlog=1024
-        )
+        if tls is None:
+            listening = reactor.listenTCP(
+                0, Factory.forProtocol(build), interface="127.0.0.1", backlog=1024
+            )
+        else:
+            listening = reactor.listenSSL(
+                0, Factory.forProtocol(build), tls, interface="127.0.0.1", backlog=1024
+            )
         self.addCleanup(listening.stopListening)
-        process, _ = twistdProxy(self, listening.getHost().port, *extra)
+        upstreamPort = listening.getHost().port
+        extra = tuple(a.replace("{port}", str(upstreamPort)) for a in extra)
+        process, _ = twistdProxy(self, upstreamPort, *extra)
         port = await process.port
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         clients = [Peer(send=16 * 2**20, seed=i) for i in range(count)]
@@ -440,6 +453,28 @@ class ShutdownLoggingTests(TestCase):
         return Deferred.fromCoroutine(
             self.busyProxyStopped(b"copied", "--no-zero-copy")
         )
+
+    async def test_tlsConnectionsLoggedOnce(self) -> None:
+        """
+        Busy connections to a TLS upstream are each logged once on SIGTERM.
+        """
+        from twisted.internet.ssl import PrivateCertificate
+
+        from twisted_streaming.test.test_faults import selfSignedPEM
+
+        pem = selfSignedPEM("localhost")
+        directory = self.mktemp()
+        os.makedirs(directory)
+        with open(os.path.join(directory, "ca.pem"), "wb") as f:
+            f.write(pem.split(b"-----BEGIN PRIVATE KEY-----")[0])
+        await self.busyProxyStopped(
+            b"copied",
+            "--connect",
+            f"tls:localhost:{{port}}:trustRoots={directory}",
+            tls=PrivateCertificate.loadPEM(pem).options(),
+        )
+
+    test_tlsConnectionsLoggedOnce.skip = skipTLS  # type: ignore[attr-defined]
 
     async def test_randomIntegerConnectionsLoggedOnce(self) -> None:
         """
