@@ -14,6 +14,10 @@ written once.
     paused and resumed through a L{PauseFlag}, pulled, stopped.
   - L{WaterMarkBuffer}: what a consumer holds, counted in bytes or items,
     with the high and low marks that pause and resume its producer.
+  - L{Completion}: the outcome of something that ends once, for any
+    number of L{Deferred}s asked for before or after.
+  - L{PassThrough}: a consumer whose writes reach another unchanged, so
+    that a C{FileSender} can send around it with C{sendfile}.
   - L{Flow}: a producer's lifecycle, C{idle -> running -> finished |
     stopped | failed}, with registration last (rolled back if the consumer
     refuses it) and one end path: cancel what is scheduled, unregister if
@@ -67,7 +71,9 @@ __all__ = [
     "IDLE",
     "RUNNING",
     "STOPPED",
+    "Completion",
     "Flow",
+    "PassThrough",
     "PauseFlag",
     "Task",
     "TurnLoop",
@@ -553,6 +559,115 @@ class WaterMarkBuffer(Generic[_T]):
             upstream.pause()
         elif self.wantsMore:
             upstream.resume()
+
+
+class Completion:
+    """
+    The outcome of something that ends once (a consumer that has written
+    everything, a stream that failed): every L{Deferred} asked for, before
+    or after the end, fires with it.
+
+    @ivar result: The outcome (a L{Failure} if it failed); only once
+        L{done}.
+    """
+
+    __slots__ = ("_waiters", "done", "result")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.result: Any = None
+        self._waiters: list[Deferred[Any]] = []
+
+    def deferred(self) -> Deferred[Any]:
+        """
+        A new L{Deferred} that fires (or fails) with the outcome: at once if
+        it is known.
+        """
+        d: Deferred[Any] = Deferred()
+        if not self.done:
+            self._waiters.append(d)
+        elif isinstance(self.result, Failure):
+            d.errback(self.result)
+        else:
+            d.callback(self.result)
+        return d
+
+    def complete(self, result: Any) -> bool:
+        """
+        Record the outcome and fire the L{Deferred}s handed out so far;
+        nothing if it is known already.
+
+        @return: Whether any L{Deferred} was waiting for it (a failure
+            nobody waits for is worth logging).
+        """
+        if self.done:
+            return True
+        self.done = True
+        self.result = result
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+        return bool(waiters)
+
+
+@implementer(IConsumer)
+class PassThrough:
+    """
+    A consumer whose writes reach another consumer, its sink, unchanged and
+    at once, counted.  It is what C{FileSender}'s zero-copy path follows:
+
+      - C{passThroughTo} is the sink: a C{FileSender} writing to this
+        consumer follows it (through a chain of pass-throughs) and, if it
+        ends at a plain TCP or UNIX transport, sends the file to that with
+        L{os.sendfile} instead of writing to this consumer;
+      - C{passedAround(size)} is then called on each pass-through on the
+        way, for the bytes sent around it, which it counts (and may check).
+
+    A producer registers with the sink itself, so that the sink paces it.
+    Subclasses add what they do with the bytes on the way (count them
+    against a limit, say) and at the end.
+
+    @ivar delivered: The bytes passed on, written or sent around (an item
+        that is not bytes counts as 1).
+    """
+
+    def __init__(self, sink: IConsumer) -> None:
+        self.passThroughTo = sink
+        self.delivered = 0
+        self._write = sink.write
+
+    @property
+    def producer(self) -> Any:
+        """
+        The producer registered with the sink, as the sink says.
+        """
+        return getattr(self.passThroughTo, "producer", None)
+
+    @property
+    def consumer(self) -> IConsumer:
+        """
+        The sink: the next link of the chain a failure names.
+        """
+        return self.passThroughTo
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self.passThroughTo.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.passThroughTo.unregisterProducer()
+
+    def write(self, data: Any) -> None:
+        self.delivered += len(data) if isinstance(data, BYTES) else 1
+        self._write(data)
+
+    def passedAround(self, size: int) -> None:
+        """
+        C{size} bytes were sent to the sink around this consumer.
+        """
+        self.delivered += size
 
 
 # The producer lifecycle
