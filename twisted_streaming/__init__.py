@@ -4,6 +4,7 @@ without eating memory, burning CPU or stalling the reactor.
 """
 
 from twisted_streaming._compression import Compress, Decompress
+from twisted_streaming._extractdirectory import ExtractDirectory
 from twisted_streaming._failure import ContextFailure
 from twisted_streaming._fileconsumer import FileConsumer
 from twisted_streaming._filesender import FileSender
@@ -16,25 +17,34 @@ from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
 from twisted_streaming._pulltopush import PullToPush
 from twisted_streaming._push import BasePushProducer
 from twisted_streaming._stage import Stage
+from twisted_streaming._tarreader import TarReader
+from twisted_streaming._tarwriter import TarDirectory, TarWriter
 from twisted_streaming._version import __version__
 from twisted_streaming._web import FileResource
 from twisted_streaming.interfaces import (
+    ChildStillOpen,
     ConsumerFinished,
     IConsumer,
     IFinishableConsumer,
+    INestedConsumer,
     IProducer,
     IPullProducer,
     IPushProducer,
+    MemberSizeError,
     ProducerStateError,
     ProducerStopped,
+    TarFormatError,
+    UnsafePath,
 )
 
 __all__ = [
     "BasePushProducer",
+    "ChildStillOpen",
     "Compress",
     "ConsumerFinished",
     "ContextFailure",
     "Decompress",
+    "ExtractDirectory",
     "FileConsumer",
     "FileResource",
     "FileSender",
@@ -42,19 +52,26 @@ __all__ = [
     "HashStage",
     "IConsumer",
     "IFinishableConsumer",
+    "INestedConsumer",
     "IProducer",
     "IPullProducer",
     "IPushProducer",
     "LineJoiner",
     "LineSplitter",
+    "MemberSizeError",
     "ProducerStateError",
     "ProducerStopped",
     "ProxyFactory",
     "ProxyStatistics",
     "PullToPush",
     "Stage",
+    "TarDirectory",
+    "TarFormatError",
+    "TarReader",
+    "TarWriter",
     "TurnLoop",
     "Unframe",
+    "UnsafePath",
     "__version__",
     "pipeline",
     "turnLoop",
