@@ -12,13 +12,16 @@ from twisted_streaming._flow import TurnLoop, turnLoop
 from twisted_streaming._framing import Frame, Unframe
 from twisted_streaming._hashing import HashStage
 from twisted_streaming._lines import LineJoiner, LineSplitter
+from twisted_streaming._multipart import MultipartReader
 from twisted_streaming._pipeline import pipeline
 from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
 from twisted_streaming._pulltopush import PullToPush
 from twisted_streaming._push import BasePushProducer
 from twisted_streaming._stage import Stage
+from twisted_streaming._streamingrequest import StreamingRequest, streamBody
 from twisted_streaming._tarreader import TarReader
 from twisted_streaming._tarwriter import TarDirectory, TarWriter
+from twisted_streaming._uploads import MultipartResource, SaveUploads, UploadedFile
 from twisted_streaming._version import __version__
 from twisted_streaming._web import FileResource
 from twisted_streaming.interfaces import (
@@ -30,11 +33,14 @@ from twisted_streaming.interfaces import (
     IProducer,
     IPullProducer,
     IPushProducer,
+    IStreamingBodyResource,
     MemberSizeError,
+    MultipartError,
     ProducerStateError,
     ProducerStopped,
     TarFormatError,
     UnsafePath,
+    UploadTooLarge,
 )
 
 __all__ = [
@@ -56,15 +62,21 @@ __all__ = [
     "IProducer",
     "IPullProducer",
     "IPushProducer",
+    "IStreamingBodyResource",
     "LineJoiner",
     "LineSplitter",
     "MemberSizeError",
+    "MultipartError",
+    "MultipartReader",
+    "MultipartResource",
     "ProducerStateError",
     "ProducerStopped",
     "ProxyFactory",
     "ProxyStatistics",
     "PullToPush",
+    "SaveUploads",
     "Stage",
+    "StreamingRequest",
     "TarDirectory",
     "TarFormatError",
     "TarReader",
@@ -72,7 +84,10 @@ __all__ = [
     "TurnLoop",
     "Unframe",
     "UnsafePath",
+    "UploadTooLarge",
+    "UploadedFile",
     "__version__",
     "pipeline",
+    "streamBody",
     "turnLoop",
 ]

@@ -379,12 +379,14 @@ class NestedReader:
         up = self._up
         if up.producer is None:
             return
+        # What is held when not blocked is what cannot be read without
+        # more: a part of a header, of a boundary.
         if up.streaming:
-            if self._blocked or self._available():
+            if self._blocked:
                 up.pause()
             else:
                 up.resume()
-        elif not self._blocked and not self._available():
+        elif not self._blocked:
             self._turns().wake()
 
     def _turns(self) -> Task:
@@ -396,7 +398,7 @@ class NestedReader:
 
     def _pull(self) -> bool:
         up = self._up
-        if self._done or self._blocked or self._available() or up.streaming:
+        if self._done or self._blocked or up.streaming:
             return False
         if up.producer is None or self._inputEnded:
             return False

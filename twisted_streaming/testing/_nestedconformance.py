@@ -436,12 +436,16 @@ MakeReader = Callable[[Any, Clock], Any]
 Encode = Callable[[List[Tuple[str, bytes]]], bytes]
 
 #: The children the reader checks encode: a small one, an empty one, and one
-#: large enough that a consumer must pause the reader.
+#: large enough that a consumer must pause the reader; their lines end with
+#: CRLF, as a format's own delimiters may.
 _READER_CHILDREN = [
-    ("small", _data("small", 3000)),
-    ("empty", b""),
-    ("large", _data("large", 300 * 1024)),
-    ("last", _data("last", 1500)),
+    (tag, data.replace(b"\n", b"\r\n")[:size])
+    for tag, data, size in [
+        ("small", _data("small", 3000), 3000),
+        ("empty", b"", 0),
+        ("large", _data("large", 300 * 1024), 300 * 1024),
+        ("last", _data("last", 1500), 1500),
+    ]
 ]
 
 
