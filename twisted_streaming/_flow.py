@@ -15,7 +15,7 @@ written once.
   - L{WaterMarkBuffer}: what a consumer holds, counted in bytes or items,
     with the high and low marks that pause and resume its producer.
   - L{Completion}: the outcome of something that ends once, for any
-    number of L{Deferred}s asked for before or after.
+    number of Deferreds asked for before or after.
   - L{PassThrough}: a consumer whose writes reach another unchanged, so
     that a C{FileSender} can send around it with C{sendfile}.
   - L{Flow}: a producer's lifecycle, C{idle -> running -> finished |
@@ -594,7 +594,7 @@ class Completion:
 
     def complete(self, result: Any) -> bool:
         """
-        Record the outcome and fire the L{Deferred}s handed out so far;
+        Record the outcome and fire the Deferreds handed out so far;
         nothing if it is known already.
 
         @return: Whether any L{Deferred} was waiting for it (a failure

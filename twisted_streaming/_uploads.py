@@ -114,7 +114,7 @@ class SaveUploads(_NoData):
     If the upload fails (L{abort}), every file it saved is removed.
 
     @ivar fields: Each field's values, by name, decoded from UTF-8.
-    @ivar files: The L{UploadedFile}s, in order.
+    @ivar files: What was saved, an L{UploadedFile} per file, in order.
     """
 
     def __init__(

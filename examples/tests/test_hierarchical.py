@@ -19,8 +19,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from twisted_streaming.test._extras import skipCurl
-from twisted_streaming.test.test_tarwriter import skipGNUTar
+from twisted_streaming.test._extras import skipCurl, skipGNUTar
 
 from .helpers import reactor, run, serve
 

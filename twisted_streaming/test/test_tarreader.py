@@ -37,11 +37,11 @@ from twisted_streaming import (
     pipeline,
 )
 from twisted_streaming._tarheader import BLOCK, encodeMember
+from twisted_streaming.test._extras import skipGNUTar
 from twisted_streaming.test.test_tarwriter import (
     TREE,
     flatten,
     members,
-    skipGNUTar,
     writeTree,
 )
 from twisted_streaming.testing import (

@@ -50,6 +50,7 @@ from twisted_streaming._tarheader import (
     encodeMember,
     parsePax,
 )
+from twisted_streaming.test._extras import skipGNUTar
 from twisted_streaming.test.test_push import runTurn
 from twisted_streaming.testing import (
     BackpressureConsumer,
@@ -62,14 +63,6 @@ from twisted_streaming.testing import (
 reactor: Any = _globalReactor
 
 MiB = 1024 * 1024
-
-#: GNU tar, the peer of the round-trip tests; a program, not a package.
-skipGNUTar = None
-_tar = shutil.which("tar")
-if _tar is None:
-    skipGNUTar = "tar is not installed: apt-get install tar (make test installs it)"
-elif b"GNU tar" not in subprocess.run([_tar, "--version"], capture_output=True).stdout:
-    skipGNUTar = "tar is not GNU tar: apt-get install tar (make test installs it)"
 
 
 def members(archive: Any) -> List[Tuple[str, int, int, float, bytes, str]]:
