@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import tarfile
+import tempfile
 from typing import Any, Dict, List
 
 from twisted.internet.defer import Deferred
@@ -24,14 +25,23 @@ from twisted_streaming.test._extras import skipCurl, skipGNUTar
 from .helpers import reactor, run, serve
 
 
+def temporaryDirectory(testCase: TestCase) -> str:
+    """
+    A new directory, removed at the end of the test (not in the current
+    directory, which is the checkout under pytest).
+    """
+    path = tempfile.mkdtemp(prefix="twisted_streaming-examples-")
+    testCase.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
 def makeTree(testCase: TestCase) -> str:
     """
     A directory to serve: files big and empty, a non-ASCII name, a
     subdirectory; removed at the end of the test.
     """
-    root = os.path.abspath(testCase.mktemp())
+    root = os.path.join(temporaryDirectory(testCase), "served")
     os.makedirs(os.path.join(root, "sub"))
-    testCase.addCleanup(shutil.rmtree, root, True)
     for name, data in [
         ("big.bin", os.urandom(5 * 1024 * 1024 + 3)),
         ("empty", b""),
@@ -116,9 +126,7 @@ class TarServerTests(TestCase):
             raise self.skipTest(skipGNUTar or skipCurl)
         root = makeTree(self)
         await self.start(root)
-        target = os.path.abspath(self.mktemp())
-        os.makedirs(target)
-        self.addCleanup(shutil.rmtree, target, True)
+        target = temporaryDirectory(self)
         _, err, code = await getProcessOutputAndValue(
             "sh",
             [
@@ -147,8 +155,7 @@ class UploadServerTests(TestCase):
         the answer; a file over the part limit gets a C{413} and leaves
         nothing behind.
         """
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
+        directory = temporaryDirectory(self)
         sources = makeTree(self)
         server, port = await serve(
             self,
