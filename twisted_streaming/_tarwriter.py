@@ -314,17 +314,23 @@ class _Walker(Flow):
             try:
                 self._addEntry(path, name)
             except Exception as error:
-                self._fail(
-                    error,
-                    item=path,
-                    itemIndex=self.members,
-                    itemOffset=self.bytesWritten,
-                    itemOf="the tree",
-                )
+                self._failOn(error, path)
                 return False
             if task.charge(512):
                 return True
         return False
+
+    def _failOn(self, error: Exception, path: str) -> None:
+        """
+        Fail with C{error}, which adding C{path} raised, in context.
+        """
+        self._fail(
+            error,
+            item=path,
+            itemIndex=self.members,
+            itemOffset=self.bytesWritten,
+            itemOf="the tree",
+        )
 
     def _parentNode(self) -> Any:
         for node, _ in reversed(self._levels):
@@ -400,13 +406,7 @@ class _Walker(Flow):
         try:
             child.finish()
         except Exception as error:
-            self._fail(
-                error,
-                item=path,
-                itemIndex=self.members,
-                itemOffset=self.bytesWritten,
-                itemOf="the tree",
-            )
+            self._failOn(error, path)
             return
         self._count(512 + size + len(padding(size)))
         self._turns().wake()

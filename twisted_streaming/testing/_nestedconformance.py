@@ -20,7 +20,11 @@ from twisted_streaming.interfaces import (
     ConsumerFinished,
     INestedConsumer,
 )
-from twisted_streaming.testing._consumerconformance import _consumerChunk, _settle
+from twisted_streaming.testing._consumerconformance import (
+    _checkSucceededOnce,
+    _consumerChunk,
+    _settle,
+)
 from twisted_streaming.testing._fakes import (
     BackpressureConsumer,
     RecordingPullProducer,
@@ -186,14 +190,7 @@ def checkNestedChildren(
     nested.finish()
     _settle(clock, lambda: False)
     if d is not None:
-        _check(
-            len(outcome.results) == 1,
-            f"{nested!r}'s completion fired {len(outcome.results)} times",
-        )
-        _check(
-            not isinstance(outcome.results[0], Failure),
-            f"{nested!r}'s completion failed: {outcome.results[0]!r}",
-        )
+        _checkSucceededOnce(nested, outcome)
     if received is not None:
         got = received(nested)
         for tag, data in expected.items():
@@ -588,14 +585,7 @@ def checkReaderDeliversChildren(
     )
     _check(handler.finished, f"{reader!r} did not finish its handler")
     if completion is not None:
-        _check(
-            len(outcome.results) == 1,
-            f"{reader!r}'s completion fired {len(outcome.results)} times",
-        )
-        _check(
-            not isinstance(outcome.results[0], Failure),
-            f"{reader!r}'s completion failed: {outcome.results[0]!r}",
-        )
+        _checkSucceededOnce(reader, outcome)
     _check(
         not clock.getDelayedCalls(),
         f"{reader!r} left {clock.getDelayedCalls()!r} scheduled",
@@ -622,10 +612,7 @@ def checkReaderSkipsChildren(
             f"{reader!r} gave child {tag!r} other bytes once others were skipped",
         )
     if completion is not None:
-        _check(
-            len(outcome.results) == 1 and not isinstance(outcome.results[0], Failure),
-            f"{reader!r} did not complete after skipping: {outcome.results!r}",
-        )
+        _checkSucceededOnce(reader, outcome)
 
 
 def checkReaderPullProducer(
@@ -656,10 +643,7 @@ def checkReaderPullProducer(
             f"{reader!r} gave child {tag!r} other bytes from a pull producer",
         )
     if completion is not None:
-        _check(
-            len(outcome.results) == 1 and not isinstance(outcome.results[0], Failure),
-            f"{reader!r} did not complete from a pull producer: {outcome.results!r}",
-        )
+        _checkSucceededOnce(reader, outcome)
 
 
 def checkReaderFailsOnTruncation(
