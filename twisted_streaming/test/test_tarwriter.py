@@ -702,6 +702,31 @@ class TarWriterTCPTests(TestCase):
                 with open(path, "rb") as f:
                     self.assertEqual(read["t/" + os.path.relpath(path, root)], f.read())
 
+    async def test_memberByFileSender(self) -> None:
+        """
+        A C{FileSender} a user registers with a member started by hand
+        sends around it with C{sendfile}, and the member counts the bytes.
+        """
+        source = os.path.abspath(self.mktemp())
+        data = os.urandom(700000)
+        with open(source, "wb") as f:
+            f.write(data)
+        senders: List[FileSender] = []
+
+        async def sendOne(transport: Any) -> None:
+            writer = TarWriter(transport)
+            member = writer.startChild("one.bin", size=len(data), mtime=5)
+            sender = FileSender()
+            senders.append(sender)
+            await sender.beginFileTransfer(source, member)
+            self.assertEqual(member.delivered, len(data))
+            member.finish()
+            writer.finish()
+
+        archive = await loopbackReceive(lambda t: Deferred.fromCoroutine(sendOne(t)))
+        self.assertEqual(senders[0].zeroCopyBytes, len(data))
+        self.assertEqual(members(archive), [("one.bin", len(data), 0o644, 5, data, "")])
+
     async def test_slowReaderMemory(self) -> None:
         """
         Sending a 32 MiB tree through Python (no C{sendfile}) to a client
