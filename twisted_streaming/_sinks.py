@@ -227,7 +227,11 @@ class Sink:
                     ready, waited = awaitNow(awaitable, getReactor(self._reactor))
                     if not ready:
                         self._waiting = True
-                        waited.addCallbacks(self._consumed, self._failed)
+                        waited.addCallbacks(
+                            self._consumed,
+                            self._failed,
+                            errbackArgs=(item, index, offset),
+                        )
                         task.charge(weight)
                         buffer.regulate(self._up)
                         return False
@@ -256,15 +260,13 @@ class Sink:
         if not self._ended:
             self._turns().wake()
 
-    def _failed(self, failure: Failure) -> None:
+    def _failed(self, failure: Failure, item: Any, index: int, offset: int) -> None:
         self._waiting = False
         error = failure.value
         assert isinstance(error, BaseException)
-        self._fail(error, None, self.items - 1, None)
+        self._fail(error, item, index, offset)
 
-    def _fail(
-        self, error: BaseException, item: Any, index: int, offset: Optional[int]
-    ) -> None:
+    def _fail(self, error: BaseException, item: Any, index: int, offset: int) -> None:
         self._complete(
             failureWithContext(
                 error,

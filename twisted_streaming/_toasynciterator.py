@@ -133,8 +133,9 @@ class _Feed:
         done = self.done
         if done is not None and not done.called:
             done.cancel()
-        else:
-            self._up.stop()
+        # A source that is not a producer of this package may not stop its
+        # producer when its Deferred is cancelled.
+        self._up.stop()
         self.ended(reason)
 
 
@@ -152,11 +153,8 @@ class StreamIterator:
 
     @staticmethod
     def _ended(outcome: Any, feed: _Feed) -> None:
-        if isinstance(outcome, Failure) and outcome.check(CancelledError):
-            if feed.end is not None:
-                return None  # Stopped from here: the iterator says why.
+        # Once stopped from here, the iterator says why, not the source.
         feed.ended(outcome)
-        return None
 
     def __aiter__(self) -> StreamIterator:
         return self
