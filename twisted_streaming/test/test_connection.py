@@ -37,20 +37,20 @@ from twisted_streaming.testing import BackpressureConsumer
 reactor: Any = _globalReactor
 
 
-def started(threshold: int = 100) -> Any:
-    """
-    A source on a L{StringTransport}, started on a L{BackpressureConsumer}.
-    """
-    transport = StringTransport()
-    source = ConnectionSource(transport)
-    consumer = BackpressureConsumer(threshold=threshold)
-    return transport, source, consumer, source.startProducing(consumer)
-
-
 class ConnectionSourceTests(SynchronousTestCase):
     """
     L{ConnectionSource} over a L{StringTransport}.
     """
+
+    def start(self) -> Deferred[int]:
+        """
+        Start a source on a L{StringTransport} (C{self.transport}) on a
+        L{BackpressureConsumer} (C{self.consumer}).
+        """
+        self.transport = StringTransport()
+        self.source = ConnectionSource(self.transport)
+        self.consumer = BackpressureConsumer(threshold=100)
+        return self.source.startProducing(self.consumer)
 
     def test_interfaces(self) -> None:
         """
@@ -65,50 +65,50 @@ class ConnectionSourceTests(SynchronousTestCase):
         The transport stops reading while the consumer has paused the
         source, and reads again when it resumes it.
         """
-        transport, source, consumer, d = started()
-        source.dataReceived(b"x" * 50)
-        self.assertEqual(transport.producerState, "producing")
-        source.dataReceived(b"y" * 100)
-        self.assertEqual(transport.producerState, "paused")
-        consumer.drain()
-        self.assertEqual(transport.producerState, "producing")
-        self.assertEqual(consumer.received, b"x" * 50 + b"y" * 100)
+        self.start()
+        self.source.dataReceived(b"x" * 50)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.source.dataReceived(b"y" * 100)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.consumer.drain()
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(self.consumer.received, b"x" * 50 + b"y" * 100)
 
     def test_cleanCloseFinishes(self) -> None:
         """
         A connection closed cleanly ends the stream: the consumer is
         finished and the Deferred fires with the bytes received.
         """
-        transport, source, consumer, d = started()
-        source.dataReceived(b"abc")
-        source.connectionLost(Failure(ConnectionDone()))
+        d = self.start()
+        self.source.dataReceived(b"abc")
+        self.source.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.successResultOf(d), 3)
-        self.assertTrue(consumer.finished)
-        self.assertIsNone(consumer.producer)
+        self.assertTrue(self.consumer.finished)
+        self.assertIsNone(self.consumer.producer)
 
     def test_halfCloseFinishes(self) -> None:
         """
         A half-close ends the stream, and leaves the connection open.
         """
-        transport, source, consumer, d = started()
-        source.readConnectionLost()
+        d = self.start()
+        self.source.readConnectionLost()
         self.assertEqual(self.successResultOf(d), 0)
-        self.assertFalse(transport.disconnecting)
-        self.assertEqual(transport.producerState, "producing")
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.transport.producerState, "producing")
 
     def test_lostConnectionFails(self) -> None:
         """
         A connection lost otherwise fails the Deferred with the reason, in
         context.
         """
-        transport, source, consumer, d = started()
-        source.dataReceived(b"abcd")
-        source.connectionLost(Failure(ConnectionLost("reset")))
+        d = self.start()
+        self.source.dataReceived(b"abcd")
+        self.source.connectionLost(Failure(ConnectionLost("reset")))
         failure = self.failureResultOf(d, ConnectionLost)
         assert isinstance(failure, ContextFailure)
         self.assertEqual(failure.bytesWritten, 4)
-        self.assertFalse(consumer.finished)
-        self.assertIsNone(consumer.producer)
+        self.assertFalse(self.consumer.finished)
+        self.assertIsNone(self.consumer.producer)
 
     def test_bytesBeforeStartAreHeld(self) -> None:
         """
@@ -146,10 +146,10 @@ class ConnectionSourceTests(SynchronousTestCase):
         Stopped by its consumer, the source fails with L{ProducerStopped}
         and stops the transport (closes the connection).
         """
-        transport, source, consumer, d = started()
-        consumer.loseConnection()
+        d = self.start()
+        self.consumer.loseConnection()
         self.failureResultOf(d, ProducerStopped)
-        self.assertEqual(transport.producerState, "stopped")
+        self.assertEqual(self.transport.producerState, "stopped")
 
     def test_writeErrorHasContext(self) -> None:
         """

@@ -212,9 +212,7 @@ class FromAsyncIterableTests(SynchronousTestCase):
         clock = Clock()
         consumer = BackpressureConsumer(threshold=2**30)
         closed: List[str] = []
-        d = fromAsyncIterable(endless(closed), reactor=clock).startProducing(
-            consumer
-        )
+        d = fromAsyncIterable(endless(closed), reactor=clock).startProducing(consumer)
         runTurn(clock)
         d.cancel()
         self.failureResultOf(d, CancelledError)
@@ -256,9 +254,7 @@ class FromAsyncIterableTests(SynchronousTestCase):
             threshold=2**30, failOnWrite=OSError("disk full"), failAfterWrites=2
         )
         closed: List[str] = []
-        d = fromAsyncIterable(endless(closed), reactor=clock).startProducing(
-            consumer
-        )
+        d = fromAsyncIterable(endless(closed), reactor=clock).startProducing(consumer)
         clock.advance(0)
         failure = self.failureResultOf(d, OSError)
         assert isinstance(failure, ContextFailure)
@@ -383,7 +379,7 @@ class FromAsyncIterableTCPTests(TestCase):
         servers: List[Serve] = []
         port = reactor.listenTCP(
             0,
-            Factory.forProtocol(lambda: servers.append(Serve()) or servers[-1]),
+            Factory.forProtocol(lambda: servers.append(Serve()) or servers[-1]),  # type: ignore[func-returns-value]
             interface="127.0.0.1",
         )
         self.addCleanup(port.stopListening)

@@ -37,7 +37,7 @@ class CollectBytesConformanceTests(ConsumerConformanceMixin, SynchronousTestCase
         return CollectBytes(reactor=clock)
 
     def completion(self, consumer: Any) -> Optional[Deferred[Any]]:
-        self.result: List[bytes] = []
+        self.result: List[Any] = []
         d: Deferred[Any] = consumer.whenFinished()
         return d.addCallback(self.result.append)
 

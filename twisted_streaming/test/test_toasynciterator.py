@@ -94,7 +94,8 @@ class ToAsyncIteratorTests(SynchronousTestCase):
         d = collect(toAsyncIterator(fromAsyncIterable(chunks, reactor=clock)))
         for _ in range(100):
             clock.advance(0.001)
-        self.assertEqual(b"".join(self.successResultOf(d)), chunks.expected)
+        items: List[bytes] = self.successResultOf(d)
+        self.assertEqual(b"".join(items), chunks.expected)
         self.assertTrue(chunks.closed)
 
     def test_highAndLowWater(self) -> None:
@@ -240,7 +241,9 @@ class ToAsyncIteratorTests(SynchronousTestCase):
         clock = Clock()
         closed: List[str] = []
         d = collect(
-            toAsyncIterator(fromAsyncIterable(endless(closed, Deferred()), reactor=clock))
+            toAsyncIterator(
+                fromAsyncIterable(endless(closed, Deferred()), reactor=clock)
+            )
         )
         clock.advance(0)
         d.cancel()
