@@ -56,17 +56,25 @@ def _futureOf(d: Deferred[Any], loop: Any) -> Any:
     return future
 
 
+_UNSTARTED = object()
+
+
 def _drive(
-    inner: Generator[Any, Any, _T], yielded: Any, loop: Any
+    inner: Generator[Any, Any, _T], loop: Any, yielded: Any = _UNSTARTED
 ) -> Generator[Any, Any, _T]:
     """
-    Go on running C{inner}, which has just yielded C{yielded}, on the driver
-    running this generator: Twisted's (C{loop} is L{None}), which waits on
-    the L{Deferred}s it yields; or an L{asyncio.Task} of C{loop}, to which
-    each L{Deferred} is handed as a future of C{loop} (L{Deferred.asFuture})
-    and asyncio futures unchanged, so that everything asyncio offers a task
+    Run C{inner} (or go on running it, if it has just yielded C{yielded}) on
+    the driver running this generator: Twisted's (C{loop} is L{None}), which
+    waits on the L{Deferred}s it yields; or an L{asyncio.Task} of C{loop},
+    to which each L{Deferred} is handed as a future of C{loop} and asyncio
+    futures unchanged, so that everything asyncio offers a task
     (C{current_task}, timeouts, cancellation) works.
     """
+    if yielded is _UNSTARTED:
+        try:
+            yielded = inner.send(None)
+        except StopIteration as stop:
+            return stop.value
     while True:
         error: Optional[BaseException] = None
         send: Any = None
@@ -102,13 +110,12 @@ class _Awaitable:
 
 def awaitNow(awaitable: Awaitable[_T], reactor: Any) -> Tuple[bool, Any]:
     """
-    Start awaiting C{awaitable} now, and finish it on the driver that suits
-    C{reactor} if it does not complete at once.
+    Await C{awaitable} on the driver that suits C{reactor}.
 
-    Under an asyncio reactor the rest runs in an L{asyncio.Task} of the
-    reactor's loop, and may await asyncio futures and L{Deferred}s alike;
-    under any other reactor it runs on Twisted's driver, and awaits
-    L{Deferred}s.  Cancelling the L{Deferred} cancels what the awaitable is
+    Under an asyncio reactor it runs in an L{asyncio.Task} of the reactor's
+    loop, and may await asyncio futures and L{Deferred}s alike.  Under any
+    other reactor it starts now, and what does not complete at once goes on
+    on Twisted's driver, awaiting L{Deferred}s.  Cancelling the L{Deferred} cancels what the awaitable is
     waiting on.
 
     @return: C{(True, result)} if it completed at once, else C{(False, d)},
@@ -116,19 +123,20 @@ def awaitNow(awaitable: Awaitable[_T], reactor: Any) -> Tuple[bool, Any]:
     @raise Exception: What C{awaitable} raised, if it did at once.
     """
     inner = awaitable.__await__()
+    loop = asyncioLoop(reactor)
+    if loop is not None:
+        # In a task from the start: a task cancelled before its first step
+        # never runs, and would leave an awaitable started here running (an
+        # async generator that can then never be closed).
+        import asyncio
+
+        task = asyncio.ensure_future(_Awaitable(_drive(inner, loop)), loop=loop)
+        return False, Deferred.fromFuture(task)
     try:
         yielded = inner.send(None)
     except StopIteration as stop:
         return True, stop.value
-    loop = asyncioLoop(reactor)
-    rest = _drive(inner, yielded, loop)
-    if loop is None:
-        return False, Deferred.fromCoroutine(rest)
-    import asyncio
-
-    return False, Deferred.fromFuture(
-        asyncio.ensure_future(_Awaitable(rest), loop=loop)
-    )
+    return False, Deferred.fromCoroutine(_drive(inner, None, yielded))
 
 
 def _settle(future: Any) -> None:
