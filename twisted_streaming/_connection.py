@@ -326,7 +326,7 @@ class StreamProtocol(Protocol):
         """
         Close the connection once everything written has been sent.
 
-        @return: L{lost}'s result, when it is closed.
+        @return: A L{Deferred} that fires with L{None} once it is closed.
         """
         self.transport.loseConnection()
         closed: Deferred[None] = Deferred()

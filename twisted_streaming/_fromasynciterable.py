@@ -233,9 +233,9 @@ def fromAsyncIterable(
     after the consumer paused it is held until it resumes.
 
     The iterator's coroutine runs on Twisted's driver, awaiting
-    L{Deferred}s, under any reactor; under the asyncio reactor
+    Deferreds, under any reactor; under the asyncio reactor
     (C{AsyncioSelectorReactor}) it runs in an L{asyncio.Task} instead and
-    may await asyncio futures and L{Deferred}s alike.
+    may await asyncio futures and Deferreds alike.
 
     When it is stopped (the consumer went away), cancelled or fails, the
     item being awaited is cancelled and the iterator closed (C{aclose()}),
