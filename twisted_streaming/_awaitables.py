@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 
 from twisted_streaming._transportinternals import asyncioLoop
 
-__all__ = ["Waiter", "awaitNow"]
+__all__ = ["Waiter", "awaitNow", "onTwistedDriver"]
 
 _T = TypeVar("_T")
 
@@ -136,7 +136,15 @@ def awaitNow(awaitable: Awaitable[_T], reactor: Any) -> Tuple[bool, Any]:
         yielded = inner.send(None)
     except StopIteration as stop:
         return True, stop.value
-    return False, Deferred.fromCoroutine(_drive(inner, None, yielded))
+    return False, onTwistedDriver(inner, yielded)
+
+
+def onTwistedDriver(inner: Generator[Any, Any, _T], yielded: Any) -> Deferred[_T]:
+    """
+    Go on running C{inner}, an awaitable's iterator that has just yielded
+    C{yielded}, on Twisted's driver.
+    """
+    return Deferred.fromCoroutine(_drive(inner, None, yielded))
 
 
 def _settle(future: Any) -> None:

@@ -14,8 +14,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_streaming._awaitables import awaitNow
+from twisted_streaming._awaitables import awaitNow, onTwistedDriver
 from twisted_streaming._flow import BYTES, RUNNING, Flow, getReactor
+from twisted_streaming._transportinternals import asyncioLoop
 
 __all__ = ["AsyncIterableProducer", "fromAsyncIterable"]
 
@@ -84,6 +85,16 @@ class AsyncIterableProducer(Flow):
 
     # Producing
 
+    def _aiter(self) -> Any:
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = self.iterable.__aiter__()
+        return iterator
+
+    def _await(self, pending: Deferred[Any]) -> None:
+        self._pending = pending
+        pending.addCallbacks(self._arrived, self._raised)
+
     def _write(self, item: Any) -> bool:
         """
         Write C{item} to the consumer.
@@ -97,15 +108,20 @@ class AsyncIterableProducer(Flow):
         try:
             self.consumer.write(item)
         except BaseException as error:
-            self._fail(
-                error,
-                item=item,
-                itemIndex=index,
-                itemOffset=offset,
-                itemOf=f"its output (written to {self.consumer!r})",
-            )
+            self._failWrite(error, item, index, offset)
             return False
         return self._state is RUNNING and not self._pause.paused
+
+    def _failWrite(
+        self, error: BaseException, item: Any, index: int, offset: int
+    ) -> None:
+        self._fail(
+            error,
+            item=item,
+            itemIndex=index,
+            itemOffset=offset,
+            itemOf=f"its output (written to {self.consumer!r})",
+        )
 
     def _flowStep(self) -> bool:
         if self._state is not RUNNING or self._pause.paused or self._pending:
@@ -115,31 +131,54 @@ class AsyncIterableProducer(Flow):
             return False
         task = self._turns()
         reactor = getReactor(self._reactor)
+        if asyncioLoop(reactor) is not None:
+            # Every item in an asyncio task.
+            try:
+                self._await(awaitNow(self._aiter().__anext__(), reactor)[1])
+            except BaseException as error:
+                self._fail(error)
+            return False
         try:
-            iterator = self._iterator
-            if iterator is None:
-                iterator = self._iterator = self.iterable.__aiter__()
+            anext = self._aiter().__anext__
             room = task.room()
             limit = STEP_BYTES if room > STEP_BYTES else room
-            weight = 0
+            weight = written = 0
+            consumer = self.consumer
+            pause = self._pause
             while True:
-                ready, item = awaitNow(iterator.__anext__(), reactor)
-                if not ready:
-                    self._pending = item
-                    item.addCallbacks(self._arrived, self._raised)
+                # awaitNow, inline: the next item at once, if it is ready.
+                awaiting = anext().__await__()
+                try:
+                    yielded = awaiting.send(None)
+                except StopIteration as stop:
+                    item = stop.value
+                else:
+                    task.charge(written)
+                    self._await(onTwistedDriver(awaiting, yielded))
                     return False
                 if isinstance(item, BYTES):
-                    if not item:
-                        continue
                     size = len(item)
+                    if not size:
+                        continue
                     weight += size if size > 1024 else 1024
                 else:
                     size = 1
                     weight += 1024
-                task.charge(size)
-                if not self._write(item):
+                index = self.chunksWritten
+                self.bytesWritten += size
+                self.chunksWritten = index + 1
+                written += size
+                try:
+                    consumer.write(item)
+                except BaseException as error:
+                    task.charge(written)
+                    self._failWrite(error, item, index, self.bytesWritten - size)
+                    return False
+                if pause.paused or self._state is not RUNNING:
+                    task.charge(written)
                     return False
                 if weight >= limit:
+                    task.charge(written)
                     return True
         except StopAsyncIteration:
             self._finish(self.bytesWritten)

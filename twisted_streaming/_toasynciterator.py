@@ -5,7 +5,15 @@ L{toAsyncIterator}: iterate any source with C{async for}, with backpressure.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, AsyncIterator, Optional, Type
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Optional,
+    Type,
+)
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IConsumer, IReactorTime
@@ -16,6 +24,7 @@ from zope.interface import implementer
 from twisted_streaming._awaitables import Waiter
 from twisted_streaming._flow import Upstream, WaterMarkBuffer, getReactor
 from twisted_streaming._pipeline import Source, pipeline
+from twisted_streaming._transportinternals import asyncioLoop
 from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
 
 __all__ = ["StreamIterator", "toAsyncIterator"]
@@ -41,9 +50,11 @@ class _Feed:
         self.highWater = highWater
         self.lowWater = lowWater
         self.reactor = reactor
+        self.loop = asyncioLoop(reactor)
         self._up = Upstream(self)
         self.buffer: WaterMarkBuffer[Any] = WaterMarkBuffer(self)
-        self.waiter: Optional[Waiter] = None
+        #: Hands the next item (or a Failure) to the loop waiting for it.
+        self.wake: Optional[Callable[[Any], object]] = None
         #: L{None} while the stream goes on; then _FINISHED or a Failure.
         self.end: Any = None
         self._finished = False
@@ -64,7 +75,7 @@ class _Feed:
             self._up.stop()
         elif streaming:
             self.buffer.regulate(self._up)
-        elif self.waiter is not None:
+        elif self.wake is not None:
             self.pull()
 
     def unregisterProducer(self) -> None:
@@ -75,12 +86,14 @@ class _Feed:
             raise ConsumerFinished(f"{self!r} is finished")
         if self.end is not None:
             return
+        wake = self.wake
+        if wake is not None:
+            # The loop is waiting, so nothing is held: straight to it.
+            self.wake = None
+            wake(item)
+            return
         buffer = self.buffer
         buffer.append(item)
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            waiter.fire(None)
         if buffer.size >= self.highWater:
             buffer.regulate(self._up)
 
@@ -97,9 +110,35 @@ class _Feed:
         """
         if self.end is None:
             self.end = outcome if isinstance(outcome, Failure) else _FINISHED
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None:
-            waiter.fire(None)
+        wake, self.wake = self.wake, None
+        if wake is not None:
+            wake(self.endOfStream())
+
+    def endOfStream(self) -> Failure:
+        """
+        What the loop raises at the end: the source's error, once, then
+        L{StopAsyncIteration}.
+        """
+        end = self.end
+        if end is _FINISHED:
+            return Failure(StopAsyncIteration())
+        self.end = _FINISHED
+        assert isinstance(end, Failure)
+        return end
+
+    def waitFor(self) -> Any:
+        """
+        An awaitable of the next item, which L{write} (or L{ended}) hands
+        over: a L{Deferred}, or under an asyncio reactor a L{Waiter}, which
+        an asyncio task can await too.
+        """
+        if self.loop is None:
+            d: Deferred[Any] = Deferred(self.cancelWait)
+            self.wake = d.callback
+            return d
+        waiter = Waiter(self.reactor, self.cancelled)
+        self.wake = waiter.fire
+        return waiter
 
     def take(self) -> Any:
         buffer = self.buffer
@@ -117,9 +156,12 @@ class _Feed:
         if failure is not None:
             self.stop(failure)
 
+    def cancelWait(self, waiting: Deferred[Any]) -> None:
+        self.cancelled()
+
     def cancelled(self) -> None:
         # The coroutine waiting for the next item was cancelled.
-        self.waiter = None
+        self.wake = None
         self.stop(Failure(CancelledError()))
 
     def stop(self, reason: Failure) -> None:
@@ -137,6 +179,27 @@ class _Feed:
         # producer when its Deferred is cancelled.
         self._up.stop()
         self.ended(reason)
+
+
+class _Ready:
+    """
+    An awaitable that is done already, with C{value}: cheaper than a
+    coroutine for an item that is held.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self  # type: ignore[return-value]
+
+    def __next__(self) -> Any:
+        raise StopIteration(self.value)
+
+    def send(self, value: Any) -> Any:
+        raise StopIteration(self.value)
 
 
 class StreamIterator:
@@ -159,23 +222,16 @@ class StreamIterator:
     def __aiter__(self) -> StreamIterator:
         return self
 
-    async def __anext__(self) -> Any:
+    def __anext__(self) -> Awaitable[Any]:
         feed = self._feed
-        while True:
-            if feed.buffer.items:
-                return feed.take()
-            end = feed.end
-            if end is not None:
-                if end is _FINISHED:
-                    raise StopAsyncIteration
-                feed.end = _FINISHED  # Raised once.
-                end.raiseException()
+        if not feed.buffer.items and feed.end is None:
             if feed.producer is not None and not feed._up.streaming:
                 feed.pull()
-                if feed.buffer.items or feed.end is not None:
-                    continue
-            waiter = feed.waiter = Waiter(feed.reactor, feed.cancelled)
-            await waiter
+        if feed.buffer.items:
+            return _Ready(feed.take())
+        if feed.end is not None:
+            feed.endOfStream().raiseException()
+        return feed.waitFor()
 
     async def aclose(self) -> None:
         """

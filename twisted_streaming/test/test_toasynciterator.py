@@ -76,7 +76,11 @@ def take(iterator: AsyncIterator[Any]) -> Deferred[Any]:
     """
     The next item, awaited on Twisted's driver.
     """
-    return Deferred.fromCoroutine(iterator.__anext__())  # type: ignore[arg-type]
+
+    async def one() -> Any:
+        return await iterator.__anext__()
+
+    return Deferred.fromCoroutine(one())
 
 
 class ToAsyncIteratorTests(SynchronousTestCase):
