@@ -6,7 +6,7 @@ the outcome.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, List, Optional, Union
+from typing import Any, Awaitable, Callable, List, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IReactorTime
@@ -17,14 +17,7 @@ from zope.interface import implementer
 
 from twisted_streaming._awaitables import awaitNow
 from twisted_streaming._failure import failureWithContext
-from twisted_streaming._flow import (
-    BYTES,
-    Task,
-    Upstream,
-    WaterMarkBuffer,
-    getReactor,
-    turnLoop,
-)
+from twisted_streaming._flow import BYTES, BufferedConsumer, getReactor
 from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
 
 __all__ = ["CollectBytes", "CollectList", "Count", "ForEach", "Sink"]
@@ -37,7 +30,7 @@ STEP_BYTES = 128 * 1024
 
 
 @implementer(IConsumer, IFinishableConsumer)
-class Sink:
+class Sink(BufferedConsumer):
     """
     A finishable consumer that deals with each item written to it, in
     order, on the reactor's turn loop: subclass it and override L{consume}
@@ -83,27 +76,13 @@ class Sink:
             if L{None}, looked up when first needed.
         @param cooperator: Deal with them on this L{Cooperator} instead.
         """
-        self._reactor = reactor
-        self._cooperator = cooperator
-        self._task: Optional[Task] = None
-        self._up = Upstream(self)
-        self._buffer: WaterMarkBuffer[Any] = WaterMarkBuffer(self)
+        super().__init__(reactor=reactor, cooperator=cooperator)
         # Waiting for what consume() returned.
         self._waiting = False
         self._finished = False
-        self._outcome: Optional[Union[Any, Failure]] = None
-        self._ended = False
-        self._waiters: List[Deferred[Any]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.items} items at {id(self):#x}>"
-
-    @property
-    def producer(self) -> Optional[Any]:
-        """
-        The registered producer, or L{None}.
-        """
-        return self._up.producer
 
     # What subclasses override
 
@@ -123,27 +102,6 @@ class Sink:
         return self.items
 
     # IConsumer
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        """
-        Register a producer; a pull producer is asked for data on the turn
-        loop.  One registered after the sink failed is stopped at once.
-
-        @raise ProducerStateError: If a producer is already registered.
-        """
-        self._up.register(producer, streaming)
-        if self._ended:
-            self._up.stop()
-        elif streaming:
-            self._buffer.regulate(self._up)
-        else:
-            self._turns().wake()
-
-    def unregisterProducer(self) -> None:
-        """
-        Forget the registered producer.
-        """
-        self._up.unregister()
 
     def write(self, item: Any) -> None:
         """
@@ -182,23 +140,9 @@ class Sink:
             a L{ContextFailure <twisted_streaming.ContextFailure>}) if
             L{consume} failed.
         """
-        d: Deferred[Any] = Deferred()
-        if not self._ended:
-            self._waiters.append(d)
-        elif isinstance(self._outcome, Failure):
-            d.errback(self._outcome)
-        else:
-            d.callback(self._outcome)
-        return d
+        return super().whenFinished()
 
     # Internals
-
-    def _turns(self) -> Task:
-        task = self._task
-        if task is None:
-            cooperator = self._cooperator or turnLoop(self._reactor)
-            task = self._task = Task(cooperator, self._step)
-        return task
 
     def _step(self) -> bool:
         """
@@ -244,16 +188,9 @@ class Sink:
         if self._finished and not buffer:
             self._complete(self.result())
             return False
-        up = self._up
-        buffer.regulate(up)
-        if not buffer and up.producer is not None and not up.streaming:
-            failure = up.pull()
-            if failure is not None:
-                self._complete(failure)
-                return False
         # A pull producer that wrote nothing is not asked again until it
         # writes of its own accord, as a transport would not ask it again.
-        return bool(buffer)
+        return self._regulate() and bool(buffer)
 
     def _consumed(self, _: Any) -> None:
         self._waiting = False
@@ -278,25 +215,6 @@ class Sink:
                 itemOffset=offset,
             )
         )
-
-    def _complete(self, outcome: Union[Any, Failure]) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self._outcome = outcome
-        if self._task is not None:
-            self._task.cancel()
-        if isinstance(outcome, Failure):
-            self._buffer.clear()
-            self._up.stop()
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if isinstance(outcome, Failure):
-                d.errback(outcome)
-            else:
-                d.callback(outcome)
-        if isinstance(outcome, Failure) and not waiters:
-            _log.failure("{sink!r} failed", outcome, sink=self)
 
 
 class CollectBytes(Sink):
