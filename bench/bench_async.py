@@ -40,7 +40,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock, react
 from twisted.python.failure import Failure
 
-from bench.bench_stages import Chunks, Sink, cpuSeconds
+from bench.bench_stages import Chunks, CountingConsumer, Sink, cpuSeconds
 from twisted_streaming import (
     StreamProtocol,
     fromAsyncIterable,
@@ -165,25 +165,6 @@ async def send(
     if int(total) != size:
         raise RuntimeError(f"sent {size} bytes, the reader got {total}")
     return size / float(seconds) / 1e6, cpu / (size / 2**30)
-
-
-class CountingConsumer:
-    """
-    The cheapest consumer: it counts what is written to it.
-    """
-
-    def __init__(self) -> None:
-        self.items = 0
-        self.producer: Any = None
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def write(self, data: bytes) -> None:
-        self.items += 1
 
 
 def perItem(count: int) -> Dict[str, float]:

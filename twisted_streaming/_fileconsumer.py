@@ -83,7 +83,6 @@ class FileConsumer(BufferedConsumer):
             else fileOrPath
         )
         self._fsync = fsync
-        self._finished = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.bytesWritten} bytes at {id(self):#x}>"
@@ -115,11 +114,7 @@ class FileConsumer(BufferedConsumer):
 
         @raise ConsumerFinished: If called twice.
         """
-        if self._finished:
-            raise ConsumerFinished(f"{self!r} is already finished")
-        self._finished = True
-        if not self._ended:
-            self._turns().wake()
+        super().finish()
 
     def whenFinished(self) -> Deferred[int]:
         """

@@ -58,6 +58,7 @@ from zope.interface import implementer
 from twisted_streaming._failure import failureWithContext
 from twisted_streaming._transportinternals import isRegistered
 from twisted_streaming.interfaces import (
+    ConsumerFinished,
     IFinishableConsumer,
     ProducerStateError,
     ProducerStopped,
@@ -827,8 +828,9 @@ class BufferedConsumer:
     when it is empty), its L{Task}, and its end, once, with a result or a
     failure that stops the producer, for whoever asks (L{whenFinished}).
 
-    Subclasses write C{write} and C{finish}, deal with the buffer in
-    L{_step} (which ends with L{_regulate}) and end with L{_complete};
+    Subclasses write C{write}, deal with the buffer in L{_step} (which
+    completes once finished and empty, and otherwise ends with
+    L{_regulate}) and end with L{_complete};
     L{_released} is their one cleanup hook.
 
     @cvar highWater: Held bytes (or items) at which a streaming producer is
@@ -850,6 +852,8 @@ class BufferedConsumer:
         self._task: Optional[Task] = None
         self._up = Upstream(self)
         self._buffer: WaterMarkBuffer[Any] = WaterMarkBuffer(self)
+        #: Told that nothing more will be written.
+        self._finished = False
         #: Ended, with C{_outcome}: a result, or a Failure.
         self._ended = False
         self._outcome: Any = None
@@ -882,6 +886,18 @@ class BufferedConsumer:
         Forget the registered producer.
         """
         self._up.unregister()
+
+    def finish(self) -> None:
+        """
+        No more data will be written: deal with what is held, then end.
+
+        @raise ConsumerFinished: If called twice.
+        """
+        if self._finished:
+            raise ConsumerFinished(f"{self!r} is already finished")
+        self._finished = True
+        if not self._ended:
+            self._turns().wake()
 
     def whenFinished(self) -> Deferred[Any]:
         """

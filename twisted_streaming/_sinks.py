@@ -79,7 +79,6 @@ class Sink(BufferedConsumer):
         super().__init__(reactor=reactor, cooperator=cooperator)
         # Waiting for what consume() returned.
         self._waiting = False
-        self._finished = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.items} items at {id(self):#x}>"
@@ -127,11 +126,7 @@ class Sink(BufferedConsumer):
 
         @raise ConsumerFinished: If called twice.
         """
-        if self._finished:
-            raise ConsumerFinished(f"{self!r} is already finished")
-        self._finished = True
-        if not self._ended:
-            self._turns().wake()
+        super().finish()
 
     def whenFinished(self) -> Deferred[Any]:
         """
