@@ -35,12 +35,11 @@ import time
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock, react
 from twisted.python.failure import Failure
 
-from bench.bench_stages import Chunks, CountingConsumer, Sink, cpuSeconds
+from bench.bench_stages import Chunks, CountingConsumer, Sink, cpuSeconds, transfer
 from twisted_streaming import (
     StreamProtocol,
     fromAsyncIterable,
@@ -151,20 +150,7 @@ async def send(
         if route == "BasePushProducer"
         else fromAsyncIterable(chunks(chunk, count))
     )
-    connection = StreamProtocol()
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", sink.port)
-    await connectProtocol(endpoint, connection)
-    began = cpuSeconds()
-    done = source.startProducing(connection.transport)
-    done.addTimeout(TIMEOUT, reactor)
-    await done
-    connection.transport.loseConnection()
-    await connection.lost
-    cpu = cpuSeconds() - began
-    total, seconds = sink.readline(TIMEOUT).split()
-    if int(total) != size:
-        raise RuntimeError(f"sent {size} bytes, the reader got {total}")
-    return size / float(seconds) / 1e6, cpu / (size / 2**30)
+    return await transfer(reactor, sink, None, chunkSize, size, source=source)
 
 
 def perItem(count: int) -> Dict[str, float]:
