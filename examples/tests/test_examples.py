@@ -307,6 +307,7 @@ class AsyncHTTPTests(TestCase):
     def setUp(self) -> None:
         self.directory = FilePath(self.mktemp())
         self.directory.makedirs()
+        self.addCleanup(self.directory.remove)
         self.content = os.urandom(2 * 1024 * 1024 + 5)
         self.directory.child("big.bin").setContent(self.content)
         root = Resource()

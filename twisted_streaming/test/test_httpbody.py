@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.resource import Resource
@@ -25,6 +25,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_streaming import (
     BodyProducer,
+    CollectBytes,
     FileConsumer,
     FileResource,
     FileSender,
@@ -158,6 +159,8 @@ class HTTPBodyTests(TestCase):
     def setUp(self) -> None:
         directory = FilePath(self.mktemp())
         directory.makedirs()
+        # Under pytest, mktemp is relative to the current directory: clean up.
+        self.addCleanup(directory.remove)
         self.content = os.urandom(3 * 1024 * 1024 + 17)
         directory.child("big.bin").setContent(self.content)
         root = Resource()
@@ -181,9 +184,13 @@ class HTTPBodyTests(TestCase):
         response = await self.agent.request(
             b"POST", self.url + b"/upload", Headers(), body
         )
-        answer = await readBody(response)
+        answer = CollectBytes()
+        await pipeline(responseBody(response), sink=answer)
         expected = hashlib.sha256(self.content).hexdigest()
-        self.assertEqual(answer, b"%d %s" % (len(self.content), expected.encode()))
+        self.assertEqual(
+            await answer.whenFinished(),
+            b"%d %s" % (len(self.content), expected.encode()),
+        )
 
     async def test_treqUploadsFromAnAsyncGenerator(self) -> None:
         """
@@ -219,6 +226,7 @@ class HTTPBodyTests(TestCase):
         )
         self.assertEqual(response.code, 200)
         target = self.mktemp()
+        self.addCleanup(os.remove, target)
         iterator: Any = toAsyncIterator(responseBody(response), highWater=64 * 1024)
         held = 0
         with open(target, "wb") as f:
@@ -239,6 +247,7 @@ class HTTPBodyTests(TestCase):
         """
         response = await self.agent.request(b"GET", self.url + b"/files/big.bin")
         target = self.mktemp()
+        self.addCleanup(os.remove, target)
         sink = FileConsumer(target)
         delivered = await pipeline(responseBody(response), sink=sink)
         self.assertEqual(delivered, len(self.content))
