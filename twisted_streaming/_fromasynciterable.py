@@ -124,7 +124,11 @@ class AsyncIterableProducer(Flow):
         )
 
     def _flowStep(self) -> bool:
-        if self._state is not RUNNING or self._pause.paused or self._pending:
+        if (
+            self._state is not RUNNING
+            or self._pause.paused
+            or self._pending is not None
+        ):
             return False
         held, self._held = self._held, _NOTHING
         if held is not _NOTHING and not self._write(held):
