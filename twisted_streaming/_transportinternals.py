@@ -17,7 +17,10 @@ not part of Twisted's public interface:
   - C{TLS}: set by C{startTLS()}, after which writes go through OpenSSL;
   - C{_producer}: what C{twisted.protocols.tls}'s C{_ProducerMembrane} and
     C{twisted.internet._producer_helpers._PullToPush} wrap, so that a
-    producer registered with a TLS transport can tell that it still is.
+    producer registered with a TLS transport can tell that it still is;
+  - C{_asyncioEventloop}: the L{asyncio} event loop an
+    C{AsyncioSelectorReactor} runs on, on which C{fromAsyncIterable} runs
+    asyncio coroutines.
 
 How C{twisted.web} is built, which C{FileResource} relies on, is in its own
 module, C{_twistedweb}, with its own test.
@@ -35,6 +38,7 @@ from typing import Any, Optional
 
 __all__ = [
     "CHECKED_VERSIONS",
+    "asyncioLoop",
     "isRegistered",
     "isTCPTransport",
     "markWriteDisconnected",
@@ -132,3 +136,12 @@ def isRegistered(consumer: object, producer: object) -> bool:
             return False
         current = getattr(current, "_producer", None)
     return False
+
+
+def asyncioLoop(reactor: object) -> Optional[Any]:
+    """
+    The L{asyncio} event loop C{reactor} runs on, if it is an
+    C{AsyncioSelectorReactor} (or anything else that keeps one where it
+    does); else L{None}.
+    """
+    return getattr(reactor, "_asyncioEventloop", None)
