@@ -8,7 +8,8 @@ written once.
     flow on it, so a thousand busy producers take no longer per reactor
     pass than one.  A flow's place on it is a L{Task}.
   - L{PauseFlag}: paused or not, a flag and never a count (transports
-    repeat their pauses), with a callback on each change.
+    repeat their pauses), with a callback on each change; a
+    L{ReadingFlag} pauses and resumes a connection's reading.
   - L{Upstream}: a consumer's view of the producer registered with it: one
     at a time (a second registration raises, as a transport's does),
     paused and resumed through a L{PauseFlag}, pulled, stopped.
@@ -79,6 +80,7 @@ __all__ = [
     "Flow",
     "PassThrough",
     "PauseFlag",
+    "ReadingFlag",
     "Task",
     "TurnLoop",
     "Upstream",
@@ -382,6 +384,33 @@ class PauseFlag:
         if self.paused:
             self.paused = False
             self._onChange(False)
+
+
+class ReadingFlag(PauseFlag):
+    """
+    Whether a connection is being read: pausing it pauses the transport
+    (which stops reading its socket), resuming it resumes the transport,
+    once per change.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, transport: Callable[[], Any]) -> None:
+        """
+        @param transport: Returns the transport to pause and resume, or
+            L{None} if there is none (any more).
+        """
+
+        def changed(paused: bool) -> None:
+            current = transport()
+            if current is None:
+                return
+            if paused:
+                current.pauseProducing()
+            else:
+                current.resumeProducing()
+
+        super().__init__(changed)
 
 
 class Upstream(PauseFlag):

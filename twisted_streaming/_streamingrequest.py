@@ -19,7 +19,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from twisted_streaming._filesender import FileSender
-from twisted_streaming._flow import PauseFlag, isFinishable
+from twisted_streaming._flow import PauseFlag, ReadingFlag, isFinishable
 from twisted_streaming._pipeline import pipeline
 from twisted_streaming._transportinternals import isRegistered
 from twisted_streaming._twistedweb import renderResource, requestLine
@@ -107,7 +107,7 @@ class StreamingRequest(Request):
         self._held: List[bytes] = []
         self._discarding = False
         self._cleanupWaiting = False
-        self._reading = PauseFlag(self._readingChanged)
+        self._reading = ReadingFlag(lambda: getattr(self.channel, "transport", None))
         self.bodyBytes = 0
         self.discardedBytes = 0
 
@@ -309,15 +309,6 @@ class StreamingRequest(Request):
             self._reading.pause()
         else:
             self._reading.resume()
-
-    def _readingChanged(self, paused: bool) -> None:
-        transport = getattr(self.channel, "transport", None)
-        if transport is None:
-            return
-        if paused:
-            transport.pauseProducing()
-        else:
-            transport.resumeProducing()
 
 
 def _streamContent(content: IO[bytes], consumer: IConsumer) -> Deferred[int]:

@@ -21,6 +21,7 @@ from twisted_streaming._flow import (
     Flow,
     PassThrough,
     PauseFlag,
+    ReadingFlag,
     Task,
     TurnLoop,
     Upstream,
@@ -692,3 +693,25 @@ class BufferedConsumerTests(SynchronousTestCase):
         unwatched = _Drain(clock)
         unwatched._complete(Failure(ValueError("nobody waits")))
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class ReadingFlagTests(SynchronousTestCase):
+    """
+    L{ReadingFlag}: a connection's reading, paused and resumed once per
+    change.
+    """
+
+    def test_pausesTheTransport(self) -> None:
+        """
+        Pauses and resumes reach the transport once per change; with no
+        transport, nothing happens.
+        """
+        transport: List[Any] = [RecordingPushProducer()]
+        flag = ReadingFlag(lambda: transport[0])
+        flag.pause()
+        flag.pause()
+        flag.resume()
+        self.assertEqual(transport[0].calls, [("pause",), ("resume",)])
+        transport[0] = None
+        flag.pause()
+        self.assertTrue(flag.paused)
