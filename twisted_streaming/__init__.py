@@ -9,6 +9,7 @@ from twisted_streaming._connection import (
     ConnectionSource,
     StreamProtocol,
 )
+from twisted_streaming._extractdirectory import ExtractDirectory
 from twisted_streaming._failure import ContextFailure
 from twisted_streaming._fileconsumer import FileConsumer
 from twisted_streaming._filesender import FileSender
@@ -21,30 +22,44 @@ from twisted_streaming._fromasynciterable import (
 from twisted_streaming._hashing import HashStage
 from twisted_streaming._httpbody import BodyProducer, ResponseBody, responseBody
 from twisted_streaming._lines import LineJoiner, LineSplitter
+from twisted_streaming._multipart import MultipartReader
 from twisted_streaming._pipeline import pipeline
 from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
 from twisted_streaming._pulltopush import PullToPush
 from twisted_streaming._push import BasePushProducer
 from twisted_streaming._sinks import CollectBytes, CollectList, Count, ForEach, Sink
 from twisted_streaming._stage import Stage
+from twisted_streaming._streamingrequest import StreamingRequest, streamBody
+from twisted_streaming._tarreader import TarReader
+from twisted_streaming._tarwriter import TarDirectory, TarWriter
 from twisted_streaming._toasynciterator import StreamIterator, toAsyncIterator
+from twisted_streaming._uploads import MultipartResource, SaveUploads, UploadedFile
 from twisted_streaming._version import __version__
 from twisted_streaming._web import FileResource
 from twisted_streaming.interfaces import (
+    ChildStillOpen,
     ConsumerFinished,
     IConsumer,
     IFinishableConsumer,
+    INestedConsumer,
     IProducer,
     IPullProducer,
     IPushProducer,
+    IStreamingBodyResource,
+    MemberSizeError,
+    MultipartError,
     ProducerStateError,
     ProducerStopped,
+    TarFormatError,
+    UnsafePath,
+    UploadTooLarge,
 )
 
 __all__ = [
     "AsyncIterableProducer",
     "BasePushProducer",
     "BodyProducer",
+    "ChildStillOpen",
     "CollectBytes",
     "CollectList",
     "Compress",
@@ -54,6 +69,7 @@ __all__ = [
     "ContextFailure",
     "Count",
     "Decompress",
+    "ExtractDirectory",
     "FileConsumer",
     "FileResource",
     "FileSender",
@@ -62,27 +78,43 @@ __all__ = [
     "HashStage",
     "IConsumer",
     "IFinishableConsumer",
+    "INestedConsumer",
     "IProducer",
     "IPullProducer",
     "IPushProducer",
+    "IStreamingBodyResource",
     "LineJoiner",
     "LineSplitter",
+    "MemberSizeError",
+    "MultipartError",
+    "MultipartReader",
+    "MultipartResource",
     "ProducerStateError",
     "ProducerStopped",
     "ProxyFactory",
     "ProxyStatistics",
     "PullToPush",
     "ResponseBody",
+    "SaveUploads",
     "Sink",
     "Stage",
     "StreamIterator",
     "StreamProtocol",
+    "StreamingRequest",
+    "TarDirectory",
+    "TarFormatError",
+    "TarReader",
+    "TarWriter",
     "TurnLoop",
     "Unframe",
+    "UnsafePath",
+    "UploadTooLarge",
+    "UploadedFile",
     "__version__",
     "fromAsyncIterable",
     "pipeline",
     "responseBody",
+    "streamBody",
     "toAsyncIterator",
     "turnLoop",
 ]

@@ -23,7 +23,7 @@ from twisted.python.components import proxyForInterface
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
-from twisted_streaming._flow import IDLE, RUNNING, Flow, PauseFlag, WaterMarkBuffer
+from twisted_streaming._flow import IDLE, RUNNING, Flow, ReadingFlag, WaterMarkBuffer
 from twisted_streaming.interfaces import IFinishableConsumer
 
 __all__ = ["ConnectionSink", "ConnectionSource", "StreamProtocol"]
@@ -85,7 +85,7 @@ class ConnectionSource(Flow):
         self.transport = transport
         self._early: WaterMarkBuffer[bytes] = WaterMarkBuffer(self)
         # Whether this source has paused the transport's reading.
-        self._reading = PauseFlag(self._readingChanged)
+        self._reading = ReadingFlag(lambda: self.transport)
         # How it ended before it started: a Failure, or None for a clean end.
         self._endedEarly: Optional[Tuple[Optional[Failure]]] = None
 
@@ -186,15 +186,6 @@ class ConnectionSource(Flow):
                 error = reason.value
                 assert isinstance(error, BaseException)
                 self._fail(error)
-
-    def _readingChanged(self, paused: bool) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        if paused:
-            transport.pauseProducing()
-        else:
-            transport.resumeProducing()
 
     # The flow core's hooks
 

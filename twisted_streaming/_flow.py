@@ -8,12 +8,17 @@ written once.
     flow on it, so a thousand busy producers take no longer per reactor
     pass than one.  A flow's place on it is a L{Task}.
   - L{PauseFlag}: paused or not, a flag and never a count (transports
-    repeat their pauses), with a callback on each change.
+    repeat their pauses), with a callback on each change; a
+    L{ReadingFlag} pauses and resumes a connection's reading.
   - L{Upstream}: a consumer's view of the producer registered with it: one
     at a time (a second registration raises, as a transport's does),
     paused and resumed through a L{PauseFlag}, pulled, stopped.
   - L{WaterMarkBuffer}: what a consumer holds, counted in bytes or items,
     with the high and low marks that pause and resume its producer.
+  - L{Completion}: the outcome of something that ends once, for any
+    number of Deferreds asked for before or after.
+  - L{PassThrough}: a consumer whose writes reach another unchanged, so
+    that a C{FileSender} can send around it with C{sendfile}.
   - L{BufferedConsumer}: what a consumer that holds what it is written
     shares: its producer, its task on the turn loop, and its end, once.
   - L{Flow}: a producer's lifecycle, C{idle -> running -> finished |
@@ -35,7 +40,6 @@ from typing import (
     Generic,
     Iterable,
     Iterator,
-    List,
     Optional,
     Tuple,
     TypeVar,
@@ -72,8 +76,11 @@ __all__ = [
     "RUNNING",
     "STOPPED",
     "BufferedConsumer",
+    "Completion",
     "Flow",
+    "PassThrough",
     "PauseFlag",
+    "ReadingFlag",
     "Task",
     "TurnLoop",
     "Upstream",
@@ -379,6 +386,33 @@ class PauseFlag:
             self._onChange(False)
 
 
+class ReadingFlag(PauseFlag):
+    """
+    Whether a connection is being read: pausing it pauses the transport
+    (which stops reading its socket), resuming it resumes the transport,
+    once per change.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, transport: Callable[[], Any]) -> None:
+        """
+        @param transport: Returns the transport to pause and resume, or
+            L{None} if there is none (any more).
+        """
+
+        def changed(paused: bool) -> None:
+            current = transport()
+            if current is None:
+                return
+            if paused:
+                current.pauseProducing()
+            else:
+                current.resumeProducing()
+
+        super().__init__(changed)
+
+
 class Upstream(PauseFlag):
     """
     The producer registered with a consumer, as the consumer sees it.
@@ -558,6 +592,115 @@ class WaterMarkBuffer(Generic[_T]):
             upstream.pause()
         elif self.wantsMore:
             upstream.resume()
+
+
+class Completion:
+    """
+    The outcome of something that ends once (a consumer that has written
+    everything, a stream that failed): every L{Deferred} asked for, before
+    or after the end, fires with it.
+
+    @ivar result: The outcome (a L{Failure} if it failed); only once
+        L{done}.
+    """
+
+    __slots__ = ("_waiters", "done", "result")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.result: Any = None
+        self._waiters: list[Deferred[Any]] = []
+
+    def deferred(self) -> Deferred[Any]:
+        """
+        A new L{Deferred} that fires (or fails) with the outcome: at once if
+        it is known.
+        """
+        d: Deferred[Any] = Deferred()
+        if not self.done:
+            self._waiters.append(d)
+        elif isinstance(self.result, Failure):
+            d.errback(self.result)
+        else:
+            d.callback(self.result)
+        return d
+
+    def complete(self, result: Any) -> bool:
+        """
+        Record the outcome and fire the Deferreds handed out so far;
+        nothing if it is known already.
+
+        @return: Whether any L{Deferred} was waiting for it (a failure
+            nobody waits for is worth logging).
+        """
+        if self.done:
+            return True
+        self.done = True
+        self.result = result
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+        return bool(waiters)
+
+
+@implementer(IConsumer)
+class PassThrough:
+    """
+    A consumer whose writes reach another consumer, its sink, unchanged and
+    at once, counted.  It is what C{FileSender}'s zero-copy path follows:
+
+      - C{passThroughTo} is the sink: a C{FileSender} writing to this
+        consumer follows it (through a chain of pass-throughs) and, if it
+        ends at a plain TCP or UNIX transport, sends the file to that with
+        L{os.sendfile} instead of writing to this consumer;
+      - C{passedAround(size)} is then called on each pass-through on the
+        way, for the bytes sent around it, which it counts (and may check).
+
+    A producer registers with the sink itself, so that the sink paces it.
+    Subclasses add what they do with the bytes on the way (count them
+    against a limit, say) and at the end.
+
+    @ivar delivered: The bytes passed on, written or sent around (an item
+        that is not bytes counts as 1).
+    """
+
+    def __init__(self, sink: IConsumer) -> None:
+        self.passThroughTo = sink
+        self.delivered = 0
+        self._write = sink.write
+
+    @property
+    def producer(self) -> Any:
+        """
+        The producer registered with the sink, as the sink says.
+        """
+        return getattr(self.passThroughTo, "producer", None)
+
+    @property
+    def consumer(self) -> IConsumer:
+        """
+        The sink: the next link of the chain a failure names.
+        """
+        return self.passThroughTo
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self.passThroughTo.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.passThroughTo.unregisterProducer()
+
+    def write(self, data: Any) -> None:
+        self.delivered += len(data) if isinstance(data, BYTES) else 1
+        self._write(data)
+
+    def passedAround(self, size: int) -> None:
+        """
+        C{size} bytes were sent to the sink around this consumer.
+        """
+        self.delivered += size
 
 
 # The producer lifecycle
@@ -854,10 +997,9 @@ class BufferedConsumer:
         self._buffer: WaterMarkBuffer[Any] = WaterMarkBuffer(self)
         #: Told that nothing more will be written.
         self._finished = False
-        #: Ended, with C{_outcome}: a result, or a Failure.
+        #: Ended (with the outcome in C{_completion}).
         self._ended = False
-        self._outcome: Any = None
-        self._waiters: List[Deferred[Any]] = []
+        self._completion = Completion()
 
     @property
     def producer(self) -> Optional[Any]:
@@ -905,14 +1047,7 @@ class BufferedConsumer:
             has dealt with everything after C{finish()}, or fails with its
             error.
         """
-        d: Deferred[Any] = Deferred()
-        if not self._ended:
-            self._waiters.append(d)
-        elif isinstance(self._outcome, Failure):
-            d.errback(self._outcome)
-        else:
-            d.callback(self._outcome)
-        return d
+        return self._completion.deferred()
 
     # For subclasses
 
@@ -964,7 +1099,6 @@ class BufferedConsumer:
         if self._ended:
             return
         self._ended = True
-        self._outcome = outcome
         if self._task is not None:
             self._task.cancel()
         if isinstance(outcome, Failure):
@@ -974,11 +1108,6 @@ class BufferedConsumer:
             self._released(outcome)
         except BaseException:
             _log.failure("Cleaning up {consumer!r} failed", consumer=self)
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if isinstance(outcome, Failure):
-                d.errback(outcome)
-            else:
-                d.callback(outcome)
-        if isinstance(outcome, Failure) and not waiters:
+        waited = self._completion.complete(outcome)
+        if isinstance(outcome, Failure) and not waited:
             _log.failure("{consumer!r} failed", outcome, consumer=self)

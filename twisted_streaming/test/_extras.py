@@ -7,6 +7,7 @@ OpenSSL: the test case says C{skip = skipTLS}, never fails to import.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from types import FunctionType
 from typing import Optional
 
@@ -16,6 +17,7 @@ __all__ = [
     "Absent",
     "missing",
     "skipCurl",
+    "skipGNUTar",
     "skipHTTP2",
     "skipHypothesis",
     "skipTLS",
@@ -55,6 +57,20 @@ skipCurl: Optional[str] = (
     if shutil.which("curl")
     else "curl is not installed: apt-get install curl (make test installs it)"
 )
+
+
+def _gnuTar() -> Optional[str]:
+    tar = shutil.which("tar")
+    if tar is None:
+        return "tar is not installed: apt-get install tar (make test installs it)"
+    version = subprocess.run([tar, "--version"], capture_output=True).stdout
+    if b"GNU tar" not in version:
+        return "tar is not GNU tar: apt-get install tar (make test installs it)"
+    return None
+
+
+#: GNU tar, the peer of the tar tests; a program, not a package.
+skipGNUTar = _gnuTar()
 
 
 class Absent:

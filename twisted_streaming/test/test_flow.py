@@ -14,10 +14,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_streaming import ContextFailure, ProducerStateError, ProducerStopped
+from twisted_streaming._failure import failureWithContext, tagPathOf
 from twisted_streaming._flow import (
     BufferedConsumer,
+    Completion,
     Flow,
+    PassThrough,
     PauseFlag,
+    ReadingFlag,
     Task,
     TurnLoop,
     Upstream,
@@ -475,6 +479,107 @@ class TaskErrorTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
 
+class CompletionTests(SynchronousTestCase):
+    """
+    L{Completion}: one outcome for every L{Deferred} asked for.
+    """
+
+    def test_beforeAndAfter(self) -> None:
+        """
+        Deferreds asked for before the end fire when it comes, those asked
+        for after fire at once, all with the first outcome; completing says
+        whether anyone was waiting.
+        """
+        completion = Completion()
+        before = completion.deferred()
+        self.assertNoResult(before)
+        self.assertTrue(completion.complete(7))
+        self.assertTrue(completion.complete(8))
+        self.assertEqual(self.successResultOf(before), 7)
+        self.assertEqual(self.successResultOf(completion.deferred()), 7)
+
+    def test_failure(self) -> None:
+        """
+        A failure fails every Deferred; with nobody waiting, complete says
+        so.
+        """
+        completion = Completion()
+        self.assertFalse(completion.complete(Failure(ZeroDivisionError())))
+        self.failureResultOf(completion.deferred(), ZeroDivisionError)
+        self.failureResultOf(completion.deferred(), ZeroDivisionError)
+
+
+class PassThroughTests(SynchronousTestCase):
+    """
+    L{PassThrough}: writes reach the sink unchanged and counted, the sink
+    paces the producer, and a C{FileSender} can send around it.
+    """
+
+    def test_passesAndCounts(self) -> None:
+        """
+        Writes go to the sink and are counted with what was sent around;
+        registration goes to the sink, whose producer it reports; the sink
+        is the next link of a chain.
+        """
+        sink = BackpressureConsumer(threshold=4)
+        tap = PassThrough(sink)
+        producer = RecordingPushProducer()
+        tap.registerProducer(producer, True)
+        self.assertIs(sink.producer, producer)
+        self.assertIs(tap.producer, producer)
+        tap.write(b"hello")
+        self.assertEqual(producer.calls, [("pause",)])
+        tap.passedAround(10)
+        self.assertEqual(tap.delivered, 15)
+        self.assertEqual(sink.received, b"hello")
+        self.assertIs(tap.passThroughTo, sink)
+        self.assertIs(tap.consumer, sink)
+        tap.unregisterProducer()
+        self.assertIsNone(sink.producer)
+
+
+class TagPathTests(SynchronousTestCase):
+    """
+    A failure in a nested stream says where in it: its C{tagPath}.
+    """
+
+    def test_foundDownstream(self) -> None:
+        """
+        The tag path is the failing object's own, else the first one
+        downstream of it; it is in the failure's message.
+        """
+
+        class Link:
+            def __init__(self, consumer: Any = None, tagPath: Any = None) -> None:
+                self.consumer = consumer
+                if tagPath is not None:
+                    self.tagPath = tagPath
+
+        child = Link(Link(), "a.tar/dir/file")
+        source = Link(child)
+        self.assertEqual(tagPathOf(source), "a.tar/dir/file")
+        self.assertIsNone(tagPathOf(Link(Link())))
+        # An empty tag path (an unnamed root) says nothing.
+        self.assertIsNone(tagPathOf(Link(tagPath="")))
+        try:
+            raise ValueError("boom")
+        except ValueError as error:
+            failure = failureWithContext(error, source, 3, 1)
+        self.assertEqual(failure.tagPath, "a.tar/dir/file")
+        self.assertIn("at tag path a.tar/dir/file", failure.getErrorMessage())
+        self.assertIsInstance(failure, ContextFailure)
+
+    def test_given(self) -> None:
+        """
+        A tag path given to L{failureWithContext} is used as it is.
+        """
+        try:
+            raise ValueError("boom")
+        except ValueError as error:
+            failure = failureWithContext(error, object(), 0, 0, tagPath="x/y")
+        self.assertEqual(failure.tagPath, "x/y")
+
+
 class _Drain(BufferedConsumer):
     """
     A buffered consumer that drains C{perStep} items per step and ends
@@ -588,3 +693,25 @@ class BufferedConsumerTests(SynchronousTestCase):
         unwatched = _Drain(clock)
         unwatched._complete(Failure(ValueError("nobody waits")))
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class ReadingFlagTests(SynchronousTestCase):
+    """
+    L{ReadingFlag}: a connection's reading, paused and resumed once per
+    change.
+    """
+
+    def test_pausesTheTransport(self) -> None:
+        """
+        Pauses and resumes reach the transport once per change; with no
+        transport, nothing happens.
+        """
+        transport: List[Any] = [RecordingPushProducer()]
+        flag = ReadingFlag(lambda: transport[0])
+        flag.pause()
+        flag.pause()
+        flag.resume()
+        self.assertEqual(transport[0].calls, [("pause",), ("resume",)])
+        transport[0] = None
+        flag.pause()
+        self.assertTrue(flag.paused)
