@@ -75,6 +75,7 @@ __all__ = [
     "WaterMarkBuffer",
     "getReactor",
     "isFinishable",
+    "regulateHeld",
     "sizeOf",
     "turnLoop",
 ]
@@ -549,10 +550,26 @@ class WaterMarkBuffer(Generic[_T]):
         C{blocked} (paused by its own consumer); resume it once the buffer
         wants more and the owner is not blocked.
         """
-        if blocked or self.full:
-            upstream.pause()
-        elif self.wantsMore:
-            upstream.resume()
+        regulateHeld(upstream, self.size, bool(self.items), self.marks, blocked)
+
+
+def regulateHeld(
+    upstream: Upstream, size: int, held: bool, marks: Any, blocked: bool = False
+) -> None:
+    """
+    Regulate C{upstream} by the water marks of what its consumer holds, as
+    L{WaterMarkBuffer.regulate} does for a buffer of the consumer's own, for
+    a consumer whose data waits somewhere it only measures (a transport's
+    buffer, a library's send queue): pause C{upstream} while the consumer
+    is C{blocked}, or C{held} (something is waiting) with C{size} at or
+    above C{marks.highWater}; resume it once not blocked and nothing is
+    held or C{size} is below C{marks.lowWater}.  In between, it stays as
+    it is.
+    """
+    if blocked or (held and size >= marks.highWater):
+        upstream.pause()
+    elif not held or size < marks.lowWater:
+        upstream.resume()
 
 
 # The producer lifecycle

@@ -15,6 +15,8 @@ not part of Twisted's public interface:
   - C{_writeDisconnecting}, C{_writeDisconnected}: a half-close requested or
     done;
   - C{TLS}: set by C{startTLS()}, after which writes go through OpenSSL;
+  - C{_appSendBuffer}: what C{twisted.protocols.tls}'s
+    C{TLSMemoryBIOProtocol} holds, in clear, until its handshake is done;
   - C{_producer}: what C{twisted.protocols.tls}'s C{_ProducerMembrane} and
     C{twisted.internet._producer_helpers._PullToPush} wrap, so that a
     producer registered with a TLS transport can tell that it still is.
@@ -31,6 +33,7 @@ release changes them; when it does, this module is the only one to fix.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "isRegistered",
     "isTCPTransport",
     "markWriteDisconnected",
+    "pendingBytes",
     "queuesFileDescriptors",
     "unsentBytes",
     "writeClosing",
@@ -67,6 +71,22 @@ def unsentBytes(transport: Any) -> int:
     The bytes written to C{transport} (a L{isTCPTransport}) and not yet sent.
     """
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def pendingBytes(transport: Any) -> int:
+    """
+    The bytes C{transport} holds that its socket has not yet taken, for a
+    TCP or UNIX transport (L{unsentBytes}) and for a TLS transport made by
+    C{twisted.protocols.tls} (what it holds in clear, and what its own
+    transport holds); 0 for any other transport, whose buffer is not known.
+    """
+    if isTCPTransport(transport):
+        return unsentBytes(transport)
+    tls = sys.modules.get("twisted.protocols.tls")
+    if tls is not None and isinstance(transport, tls.TLSMemoryBIOProtocol):
+        held = sum(len(data) for data in transport._appSendBuffer)
+        return held + pendingBytes(transport.transport)
+    return 0
 
 
 def queuesFileDescriptors(transport: Any) -> bool:

@@ -21,6 +21,7 @@ from twisted_streaming._flow import (
     TurnLoop,
     Upstream,
     WaterMarkBuffer,
+    regulateHeld,
     turnLoop,
 )
 from twisted_streaming.test.test_push import runTurn
@@ -309,6 +310,29 @@ class WaterMarkBufferTests(SynchronousTestCase):
         buffer.clear()
         buffer.regulate(up)
         self.assertEqual(producer.calls[-1], ("resume",))
+
+    def test_regulatesWhatIsHeldElsewhere(self) -> None:
+        """
+        L{regulateHeld} pauses at the high mark only while something is
+        held, keeps the producer as it is between the marks, and resumes
+        below the low mark, when nothing is held, or never while blocked.
+        """
+        up = Upstream(self)
+        producer = RecordingPushProducer()
+        up.register(producer, True)
+        regulateHeld(up, 10, False, self)
+        self.assertEqual(producer.calls, [])
+        regulateHeld(up, 10, True, self)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 5, True, self)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 3, True, self, blocked=True)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 3, True, self)
+        self.assertEqual(producer.calls, [("pause",), ("resume",)])
+        regulateHeld(up, 0, False, self, blocked=True)
+        regulateHeld(up, 7, False, self)
+        self.assertEqual(producer.calls[2:], [("pause",), ("resume",)])
 
 
 class Recorded(Flow):

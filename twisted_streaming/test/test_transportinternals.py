@@ -30,6 +30,7 @@ from twisted_streaming._transportinternals import (
     isRegistered,
     isTCPTransport,
     markWriteDisconnected,
+    pendingBytes,
     queuesFileDescriptors,
     unsentBytes,
     writeClosing,
@@ -206,5 +207,43 @@ class TransportInternalsTests(TestCase):
         await client.lost
         await server.lost
 
+    async def test_pendingBytes(self) -> None:
+        """
+        C{pendingBytes} is C{unsentBytes} for TCP, counts what a TLS
+        transport holds in clear and what its TCP transport holds, and is 0
+        for a transport it does not know.
+        """
+        client, server = await self.connection()
+        server.transport.pauseProducing()  # type: ignore[union-attr]
+        client.transport.write(b"x" * 100_000)  # type: ignore[union-attr]
+        self.assertEqual(pendingBytes(client.transport), 100_000)
+        self.assertEqual(pendingBytes(StringTransport()), 0)
+
+        from twisted.internet import ssl
+        from twisted.internet.endpoints import wrapClientTLS
+
+        from twisted_streaming.test.test_faults import selfSignedPEM
+
+        tlsServer = _End()
+        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
+        port = reactor.listenSSL(
+            0, Factory.forProtocol(lambda: tlsServer), options, interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        tlsClient = _End()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), tlsClient)
+        transport: Any = tlsClient.transport
+        # Before the handshake, what is written waits in clear.
+        before = pendingBytes(transport)
+        transport.write(b"y" * 100_000)
+        self.assertEqual(pendingBytes(transport), before + 100_000)
+        self.assertEqual(pendingBytes(transport.transport), before)
+        transport.loseConnection()
+        await tlsClient.lost
+        await tlsServer.made
+        await tlsServer.lost
+
     if skipTLS:
         test_isRegisteredThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
+        test_pendingBytes.skip = skipTLS  # type: ignore[attr-defined]
