@@ -155,10 +155,13 @@ def _whenClosed(protocol: Any) -> Deferred[Any]:
     return closed
 
 
-def _closeDetails(protocol: Any) -> Tuple[bool, Optional[int], Optional[str]]:
+def _closeDetails(
+    protocol: Any,
+) -> Tuple[bool, bool, Optional[int], Optional[str]]:
     """
-    How the connection ended, once closed: C{(normal, code, reason)}, where
-    C{normal} means the closing handshake completed, Autobahn did not fail
+    How the connection ended, once closed: C{(normal, wasClean, code,
+    reason)}, where C{wasClean} means the closing handshake completed and
+    C{normal} that it did, Autobahn did not fail
     the connection itself (C{failedByMe}: a protocol violation), and the
     peer's close code was a normal closure or none.
     """
@@ -169,8 +172,8 @@ def _closeDetails(protocol: Any) -> Tuple[bool, Optional[int], Optional[str]]:
             code = protocol.localCloseCode or code
             reason = protocol.wasNotCleanReason or reason
         normal = not protocol.failedByMe and code in (None, 1000)
-        return normal, code, reason
-    return False, 1006, protocol.wasNotCleanReason
+        return normal, True, code, reason
+    return False, False, 1006, protocol.wasNotCleanReason
 
 
 def _onMessage(protocol: Any, handler: Callable[..., None]) -> None:
@@ -735,13 +738,13 @@ class MessageSource(Flow):
     def _connectionClosed(self) -> None:
         if self._closedWith is not None:
             return  # Stopped before: nothing is taken any more.
-        normal, code, reason = _closeDetails(self.protocol)
+        normal, wasClean, code, reason = _closeDetails(self.protocol)
         self.closeCode, self.closeReason = code, reason
         _offMessage(self.protocol, self._received)
         self._reading.resume()
         self._reading.unregister()
         self._closedWith = [
-            None if normal else Failure(WebSocketClosed(normal, code, reason))
+            None if normal else Failure(WebSocketClosed(wasClean, code, reason))
         ]
         if self.producing:
             self._turns().wake(now=True)
