@@ -85,7 +85,9 @@ class WebSocketClosed(Exception):
 
     def __str__(self) -> str:
         how = "cleanly" if self.wasClean else "uncleanly"
-        return f"the WebSocket connection closed {how} (code {self.code}: {self.reason})"
+        return (
+            f"the WebSocket connection closed {how} (code {self.code}: {self.reason})"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -173,7 +175,10 @@ def _closeDetails(
             reason = protocol.wasNotCleanReason or reason
         normal = not protocol.failedByMe and code in (None, 1000)
         return normal, True, code, reason
-    return False, False, 1006, protocol.wasNotCleanReason
+    # Autobahn fires is_closed before it sets the reason, when TCP went
+    # away first.
+    reason = protocol.wasNotCleanReason or "the connection was lost"
+    return False, False, 1006, reason
 
 
 def _onMessage(protocol: Any, handler: Callable[..., None]) -> None:
@@ -256,7 +261,7 @@ class _MessageSink(Flow):
         self._wait = self.pollInterval
         self._lastQueued = -1
         self._opening = _connectionState(protocol) == _OPENING
-        self._result: Union[None, int, Failure] = None
+        self._result: Union[int, Failure, None] = None
         self._waiters: List[Deferred[int]] = []
         started = self._start(transport, True)
         started.addBoth(self._recordEnd)
@@ -792,4 +797,3 @@ class MessageSource(Flow):
         self._reading.unregister()
         if _connectionState(self.protocol) is _OPEN:
             self.protocol.sendClose(1000, "the receiver stopped")
-

@@ -82,7 +82,9 @@ class Peer:
             pass
         await ws.wait_closed()
         commands.cancel()
-        say(f"ended {self.messages} {self.bytes} {self.hash.hexdigest()} {ws.close_code}")
+        say(
+            f"ended {self.messages} {self.bytes} {self.hash.hexdigest()} {ws.close_code}"
+        )
 
     async def receive(self, ws: Any) -> None:
         while True:
@@ -133,7 +135,7 @@ class Peer:
             self.reading.set()
         elif name == "close":
             self.reading.set()
-            asyncio.ensure_future(ws.close(1000))
+            self.closing = asyncio.ensure_future(ws.close(1000))
         elif name == "vanish":
             ws.transport.abort()
         elif name == "violate":

@@ -232,7 +232,9 @@ class TransportInternalsTests(TestCase):
         self.addCleanup(port.stopListening)
         tlsClient = _End()
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), tlsClient)
+        await connectProtocol(
+            wrapClientTLS(ssl.CertificateOptions(), endpoint), tlsClient
+        )
         transport: Any = tlsClient.transport
         # Before the handshake, what is written waits in clear.
         before = pendingBytes(transport)

@@ -16,8 +16,7 @@ from typing import Any, Callable, Deque, List, Optional, Tuple
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.task import Clock
-from twisted.python.failure import Failure
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -43,8 +42,6 @@ from twisted_streaming.testing import (
 skipWebSocket = missing("autobahn")
 
 if skipWebSocket is None:
-    from autobahn.websocket.protocol import WebSocketProtocol
-
     from twisted_streaming import websocket
     from twisted_streaming.websocket import (
         MessageConsumer,
@@ -112,7 +109,9 @@ class FakeWebSocket:
     def endMessage(self) -> None:
         self.sent.append(("end",))
 
-    def sendClose(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
+    def sendClose(
+        self, code: Optional[int] = None, reason: Optional[str] = None
+    ) -> None:
         self.sent.append(("close", code, reason))
         self.state = CLOSING
 
@@ -176,7 +175,7 @@ class MessageConsumerConformanceTests(ConsumerConformanceMixin, SynchronousTestC
         return MessageConsumer(protocol, reactor=clock)
 
     def completion(self, consumer: Any) -> Deferred[int]:
-        return consumer.whenFinished()  # type: ignore[no-any-return]
+        return consumer.whenFinished()
 
     def received(self, consumer: Any) -> bytes:
         return b"".join(consumer.protocol.messages())
@@ -194,7 +193,7 @@ class MessageStreamConformanceTests(ConsumerConformanceMixin, SynchronousTestCas
         return MessageStream(protocol, reactor=clock)
 
     def completion(self, consumer: Any) -> Deferred[int]:
-        return consumer.whenFinished()  # type: ignore[no-any-return]
+        return consumer.whenFinished()
 
     def received(self, consumer: Any) -> bytes:
         return b"".join(e[1] for e in consumer.protocol.sent if e[0] == "frame")
@@ -777,4 +776,193 @@ class ImportTests(SynchronousTestCase):
             out,
             "twisted_streaming.websocket needs Autobahn: "
             "pip install 'twisted_streaming[websocket]'\n",
+        )
+
+
+class AutobahnInternalsTests(TestCase):
+    """
+    What C{twisted_streaming.websocket} reads of Autobahn beyond its
+    documented methods (the group of functions marked as such there), on
+    real Autobahn connections over loopback TCP: a release that changes any
+    of it fails here, by name.
+    """
+
+    skip = skipWebSocket
+
+    def explain(self, what: str) -> str:
+        import autobahn
+
+        return (
+            f"Autobahn {autobahn.__version__} changed {what}; "
+            "twisted_streaming.websocket's Autobahn internals were checked "
+            f"against {websocket.AUTOBAHN_CHECKED_VERSIONS}: update them"
+        )
+
+    async def connect(self, **options: Any) -> Tuple[Any, Any]:
+        """
+        An open Autobahn server and client pair; the client as it is made,
+        before its opening handshake.
+        """
+        from autobahn.twisted.websocket import (
+            WebSocketClientFactory,
+            WebSocketClientProtocol,
+            WebSocketServerFactory,
+            WebSocketServerProtocol,
+        )
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+        servers: List[Any] = []
+        serverFactory = WebSocketServerFactory()
+        serverFactory.protocol = WebSocketServerProtocol
+        serverFactory.setProtocolOptions(
+            openHandshakeTimeout=0, closeHandshakeTimeout=0, **options
+        )
+        build = serverFactory.buildProtocol
+
+        def buildProtocol(addr: Any) -> Any:
+            servers.append(build(addr))
+            return servers[-1]
+
+        serverFactory.buildProtocol = buildProtocol  # type: ignore[method-assign]
+        port = reactor.listenTCP(0, serverFactory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"ws://127.0.0.1:{port.getHost().port}"
+        factory = WebSocketClientFactory(url)
+        factory.protocol = WebSocketClientProtocol
+        factory.setProtocolOptions(
+            openHandshakeTimeout=0,
+            closeHandshakeTimeout=0,
+            serverConnectionDropTimeout=0,
+        )
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", factory.port)
+        client = await connectProtocol(endpoint, factory.buildProtocol(None))
+        self.assertEqual(
+            websocket._connectionState(client), "opening", self.explain("its states")
+        )
+
+        def abort() -> Any:
+            for protocol in (client, *servers):
+                if protocol.state != protocol.STATE_CLOSED:
+                    protocol.transport.abortConnection()
+            return client.is_closed
+
+        self.addCleanup(abort)
+        await websocket._whenOpen(client)
+        while not servers or servers[0].state != servers[0].STATE_OPEN:
+            await deferLater(reactor, 0, lambda: None)
+        return servers[0], client
+
+    async def test_statesAndFutures(self) -> None:
+        """
+        The protocol is open once C{is_open} fires, closing once a close
+        frame has gone, and C{is_closed} fires with the protocol when it is
+        closed.
+        """
+        server, client = await self.connect()
+        for protocol in (server, client):
+            self.assertEqual(
+                websocket._connectionState(protocol), "open", self.explain("its states")
+            )
+            self.assertIsInstance(
+                websocket._whenClosed(protocol), Deferred, self.explain("is_closed")
+            )
+        client.sendClose(1000)
+        self.assertEqual(websocket._connectionState(client), "closed")
+        closed = await websocket._whenClosed(server)
+        self.assertIs(closed, server, self.explain("is_closed"))
+        await websocket._whenClosed(client)
+        self.assertEqual(websocket._connectionState(client), "closed")
+        self.assertEqual(
+            websocket._closeDetails(server)[:3],
+            (True, True, 1000),
+            self.explain("wasClean"),
+        )
+
+    async def test_sendQueue(self) -> None:
+        """
+        A frame sent with C{sync=True} waits in C{send_queue}, counted, and
+        Autobahn empties it into the transport on later reactor calls.
+        """
+        server, _ = await self.connect()
+        self.assertEqual(
+            websocket._autobahnQueued(server), 0, self.explain("send_queue")
+        )
+        # A sync send writes its frame at once, but leaves the queue in use
+        # for the next reactor call; everything sent meanwhile waits there,
+        # each frame its payload and a 4-byte header.
+        server.sendMessage(b"x" * 1000, True, sync=True)
+        server.sendMessage(b"y" * 1000, True, sync=True)
+        server.sendMessage(b"z" * 1000, True)
+        self.assertEqual(
+            websocket._autobahnQueued(server), 2008, self.explain("send_queue")
+        )
+        for _ in range(1000):
+            if websocket._autobahnQueued(server) == 0:
+                break
+            await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(
+            websocket._autobahnQueued(server), 0, self.explain("send_queue")
+        )
+
+    async def test_messageEvent(self) -> None:
+        """
+        Handlers added with C{on("message")} get each message's payload and
+        whether it is binary, until removed with C{off}.
+        """
+        server, client = await self.connect()
+        got: List[Tuple[bytes, bool]] = []
+        arrived: Deferred[None] = Deferred()
+
+        def handler(payload: bytes, is_binary: bool) -> None:
+            got.append((payload, is_binary))
+            if len(got) == 2:
+                arrived.callback(None)
+
+        websocket._onMessage(server, handler)
+        client.sendMessage(b"\x00binary", True)
+        client.sendMessage(b"text", False)
+        await arrived
+        self.assertEqual(
+            got,
+            [(b"\x00binary", True), (b"text", False)],
+            self.explain("on('message')"),
+        )
+        websocket._offMessage(server, handler)
+        client.sendMessage(b"later", True)
+        client.sendClose(1000)
+        await websocket._whenClosed(server)
+        self.assertEqual(len(got), 2, self.explain("off('message')"))
+
+    async def test_closeDetails(self) -> None:
+        """
+        C{wasClean}, C{failedByMe}, the close codes and reasons say how a
+        connection ended: an application close code, a vanished peer, a
+        protocol violation.
+        """
+        server, client = await self.connect()
+        client.sendClose(4001, "app")
+        await websocket._whenClosed(server)
+        self.assertEqual(
+            websocket._closeDetails(server),
+            (False, True, 4001, "app"),
+            self.explain("remoteCloseCode"),
+        )
+
+        server, client = await self.connect()
+        client.transport.abortConnection()
+        await websocket._whenClosed(server)
+        normal, clean, code, reason = websocket._closeDetails(server)
+        self.assertEqual(
+            (normal, clean, code), (False, False, 1006), self.explain("wasClean")
+        )
+        self.assertIsInstance(reason, str, self.explain("wasNotCleanReason"))
+
+        server, client = await self.connect(failByDrop=False)
+        client.transport.write(b"\xff\xff" + b"\x00" * 16)
+        await websocket._whenClosed(server)
+        normal, clean, code, reason = websocket._closeDetails(server)
+        self.assertEqual(
+            (normal, server.failedByMe, server.localCloseCode),
+            (False, True, 1002),
+            self.explain("failedByMe or localCloseCode"),
         )

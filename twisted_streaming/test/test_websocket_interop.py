@@ -53,7 +53,7 @@ if skipAutobahn is None:
         WebSocketClosed,
     )
 else:  # pragma: no cover - the classes below are skipped
-    WebSocketClientProtocol = WebSocketServerProtocol = object
+    WebSocketClientProtocol = WebSocketServerProtocol = object  # type: ignore[misc, assignment]
 
 reactor: Any = _globalReactor
 
@@ -89,9 +89,14 @@ def captureErrors(testCase: TestCase) -> List[Dict[str, Any]]:
     @provider(ILogObserver)
     def observe(event: Dict[str, Any]) -> None:
         level = getattr(event.get("log_level"), "name", "")
-        if "log_failure" in event or event.get("isError") or level in (
-            "error",
-            "critical",
+        if (
+            "log_failure" in event
+            or event.get("isError")
+            or level
+            in (
+                "error",
+                "critical",
+            )
         ):
             errors.append(event)
 
@@ -167,7 +172,7 @@ class Sender:
             write(data)
             self.mostQueued = max(self.mostQueued, self.consumer.queued)
 
-        self.consumer.write = watched
+        self.consumer.write = watched  # type: ignore[method-assign, assignment]
         self.done = self.producer.startProducing(self.consumer)
 
 
@@ -211,12 +216,12 @@ class Receiver:
         self.mostHeld = 0
 
 
-class OurServerProtocol(WebSocketServerProtocol):  # type: ignore[misc, valid-type]
+class OurServerProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self.factory.opened(self)
 
 
-class OurClientProtocol(WebSocketClientProtocol):  # type: ignore[misc, valid-type]
+class OurClientProtocol(WebSocketClientProtocol):
     def onOpen(self) -> None:
         self.factory.opened(self)
 
@@ -307,13 +312,17 @@ class WebsocketsPeer:
         return cls(testCase, process)
 
     @classmethod
-    async def serve(cls, testCase: TestCase, send: Optional[List[int]]) -> Tuple[Any, str]:
+    async def serve(
+        cls, testCase: TestCase, send: Optional[List[int]]
+    ) -> Tuple[Any, str]:
         peer = cls.start(testCase, ["server", *cls._send(send)])
         port = (await peer.process.waitFor("port ")).split()[1]
         return peer, f"ws://127.0.0.1:{port}"
 
     @classmethod
-    async def connect(cls, testCase: TestCase, url: str, send: Optional[List[int]]) -> Any:
+    async def connect(
+        cls, testCase: TestCase, url: str, send: Optional[List[int]]
+    ) -> Any:
         return cls.start(testCase, ["client", url, *cls._send(send)])
 
     @staticmethod
@@ -328,7 +337,9 @@ class WebsocketsPeer:
         await self.process.waitFor(f"reached {n}")
 
     async def status(self) -> Tuple[int, int]:
-        self.process.lines = [x for x in self.process.lines if not x.startswith("status")]
+        self.process.lines = [
+            x for x in self.process.lines if not x.startswith("status")
+        ]
         self.command("status")
         _, messages, size = (await self.process.waitFor("status ")).split()
         return int(messages), int(size)
@@ -346,7 +357,12 @@ class _AutobahnPeerMixin:
     sends random messages as fast as its transport takes them.
     """
 
-    peerArgs: Optional[List[int]] = None
+    factory: Any
+    transport: Any
+    state: Any
+    STATE_OPEN: Any
+    sendMessage: Any
+    sendClose: Any
 
     def onOpen(self) -> None:
         self.messages = 0
@@ -357,7 +373,7 @@ class _AutobahnPeerMixin:
         self.factory.peer.protocol = self
         if self.factory.send:
             self.paused = False
-            count, size, seed = self.factory.send
+            count, _, seed = self.factory.send
             self.toSend = count
             self.rng = random.Random(seed)
             self.transport.registerProducer(self, True)
@@ -412,11 +428,11 @@ class _AutobahnPeerMixin:
             )
 
 
-class AutobahnServerPeer(_AutobahnPeerMixin, WebSocketServerProtocol):  # type: ignore[misc, valid-type]
+class AutobahnServerPeer(_AutobahnPeerMixin, WebSocketServerProtocol):  # type: ignore[misc]
     pass
 
 
-class AutobahnClientPeer(_AutobahnPeerMixin, WebSocketClientProtocol):  # type: ignore[misc, valid-type]
+class AutobahnClientPeer(_AutobahnPeerMixin, WebSocketClientProtocol):  # type: ignore[misc]
     pass
 
 
@@ -433,9 +449,11 @@ class AutobahnPeer:
         self.ended_: Deferred[PeerEnded] = Deferred()
 
     @classmethod
-    async def serve(cls, testCase: TestCase, send: Optional[List[int]]) -> Tuple[Any, str]:
+    async def serve(
+        cls, testCase: TestCase, send: Optional[List[int]]
+    ) -> Tuple[Any, str]:
         peer = cls()
-        factory = WebSocketServerFactory()
+        factory: Any = WebSocketServerFactory()
         factory.protocol = AutobahnServerPeer
         factory.setProtocolOptions(**_NO_TIMEOUTS)
         factory.peer, factory.send = peer, send
@@ -444,9 +462,11 @@ class AutobahnPeer:
         return peer, f"ws://127.0.0.1:{port.getHost().port}"
 
     @classmethod
-    async def connect(cls, testCase: TestCase, url: str, send: Optional[List[int]]) -> Any:
+    async def connect(
+        cls, testCase: TestCase, url: str, send: Optional[List[int]]
+    ) -> Any:
         peer = cls()
-        factory = WebSocketClientFactory(url)
+        factory: Any = WebSocketClientFactory(url)
         factory.protocol = AutobahnClientPeer
         factory.setProtocolOptions(serverConnectionDropTimeout=0, **_NO_TIMEOUTS)
         factory.peer, factory.send = peer, send
@@ -487,7 +507,7 @@ class AutobahnPeer:
 def _abort(protocol: Any) -> Optional[Deferred[Any]]:
     if protocol.state != protocol.STATE_CLOSED:
         protocol.transport.abortConnection()
-        return protocol.is_closed  # type: ignore[no-any-return]
+        return protocol.is_closed
     return None
 
 
@@ -521,7 +541,7 @@ class _Scenarios:
             attached.callback((attach(protocol), protocol))
 
         if self.ourSide == "server":
-            factory = WebSocketServerFactory()
+            factory: Any = WebSocketServerFactory()
             factory.protocol = OurServerProtocol
             factory.setProtocolOptions(**_NO_TIMEOUTS)
             factory.opened = opened
@@ -573,7 +593,7 @@ class _Scenarios:
         testCase: Any = self
         errors = captureErrors(testCase)
         count, size = 600, 64 * KiB
-        sender, peer, protocol = await self.open(lambda p: Sender(p, count, size))
+        sender, peer, _ = await self.open(lambda p: Sender(p, count, size))
         await peer.reached(5)
         peer.command("pause")
         await waitForStall(sender)
@@ -585,7 +605,8 @@ class _Scenarios:
         testCase.assertEqual(await sender.done, count * size)
         ended = await peer.ended()
         testCase.assertEqual(
-            (ended.messages, ended.sha256), (count, randomMessages(count, count, size)[0])
+            (ended.messages, ended.sha256),
+            (count, randomMessages(count, count, size)[0]),
         )
         testCase.assertLessEqual(sender.mostQueued, HIGH_WATER + size)
         self.assertNoErrors(errors)
@@ -662,9 +683,7 @@ class _Scenarios:
         testCase: Any = self
         errors = captureErrors(testCase)
         count, size = 600, 64 * KiB
-        receiver, peer, protocol = await self.open(
-            Receiver, send=[count, size, count]
-        )
+        receiver, peer, _ = await self.open(Receiver, send=[count, size, count])
         while receiver.sink.messages < 5:
             await turns()
         receiver.source.pauseProducing()
