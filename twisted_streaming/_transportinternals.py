@@ -73,20 +73,23 @@ def unsentBytes(transport: Any) -> int:
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
-def pendingBytes(transport: Any) -> int:
+def pendingBytes(transport: Any) -> Optional[int]:
     """
     The bytes C{transport} holds that its socket has not yet taken, for a
     TCP or UNIX transport (L{unsentBytes}) and for a TLS transport made by
-    C{twisted.protocols.tls} (what it holds in clear, and what its own
-    transport holds); 0 for any other transport, whose buffer is not known.
+    C{twisted.protocols.tls} over one (what it holds in clear, and what its
+    own transport holds); L{None} for any other transport, whose buffer is
+    not known.
     """
     if isTCPTransport(transport):
         return unsentBytes(transport)
     tls = sys.modules.get("twisted.protocols.tls")
     if tls is not None and isinstance(transport, tls.TLSMemoryBIOProtocol):
-        held = sum(len(data) for data in transport._appSendBuffer)
-        return held + pendingBytes(transport.transport)
-    return 0
+        below = pendingBytes(transport.transport)
+        if below is None:
+            return None
+        return below + sum(len(data) for data in transport._appSendBuffer)
+    return None
 
 
 def queuesFileDescriptors(transport: Any) -> bool:

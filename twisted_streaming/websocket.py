@@ -261,6 +261,7 @@ class _MessageSink(Flow):
         self._wait = self.pollInterval
         self._lastQueued = -1
         self._opening = _connectionState(protocol) == _OPENING
+        self._counted = pendingBytes(transport) is not None
         self._result: Union[int, Failure, None] = None
         self._waiters: List[Deferred[int]] = []
         started = self._start(transport, True)
@@ -292,7 +293,8 @@ class _MessageSink(Flow):
         The bytes sent and not yet taken by the socket: in the transport and
         in Autobahn's send queue.
         """
-        return pendingBytes(self.consumer) + _autobahnQueued(self.protocol)
+        held = pendingBytes(self.consumer) or 0
+        return held + _autobahnQueued(self.protocol)
 
     # IConsumer
 
@@ -405,19 +407,30 @@ class _MessageSink(Flow):
         self._opening = False
         self._regulate()
 
+    def _blocked(self) -> bool:
+        """
+        Must the producer wait whatever is queued?  While the connection is
+        opening; and while the transport has paused this consumer, if what
+        the transport holds cannot be counted.  A transport whose buffer is
+        counted (TCP, TLS) pauses it at its own limit, 64 KiB, which only
+        means that it will say when it has drained: L{highWater} decides.
+        """
+        return self._opening or (self._pause.paused and not self._counted)
+
     def _regulate(self) -> None:
         """
-        Pause the producer while the transport has paused this consumer, the
-        connection is still opening, or the queued bytes have reached the
-        high water mark; resume it (or pull a pull producer) once none of
-        these holds and they are below the low mark.  While it waits only
-        on bytes nobody will report the sending of, check again later.
+        Pause the producer while it is L{_blocked}, or the queued bytes have
+        reached the high water mark; resume it (or pull a pull producer)
+        once neither holds and they are below the low mark.  While it waits
+        on bytes that nobody will report the sending of (the transport has
+        not paused this consumer, so will not say when it has drained),
+        check again later.
         """
         up = self._up
         if up.producer is None or self._state is not RUNNING:
             return
         queued = self.queued
-        blocked = self._pause.paused or self._opening
+        blocked = self._blocked()
         if up.streaming:
             regulateHeld(up, queued, queued > 0, self, blocked)
             waiting = up.paused and not blocked
@@ -425,7 +438,7 @@ class _MessageSink(Flow):
             waiting = not blocked and queued >= self.lowWater and queued > 0
             if not blocked and not waiting:
                 self._turns().wake()
-        if not waiting:
+        if not waiting or self._pause.paused:
             self._wait = self.pollInterval
             self._lastQueued = -1
         elif self._poll is None:
@@ -452,8 +465,7 @@ class _MessageSink(Flow):
             self._state is not RUNNING
             or up.producer is None
             or up.streaming
-            or self._pause.paused
-            or self._opening
+            or self._blocked()
         ):
             return False
         before = self.chunksWritten
@@ -498,14 +510,17 @@ class MessageConsumer(_MessageSink):
 
     Made once the connection is open (in C{onOpen}) or while it is still
     opening (a producer registered then waits for it to open), it registers
-    itself as a streaming producer with the connection's TCP transport, so
-    the transport's backpressure reaches the producer registered with it,
-    and counts the bytes still queued, in the transport and in Autobahn's
-    own send queue (which does not heed the transport): the producer is
-    paused from L{highWater} queued bytes on, and resumed below
-    L{lowWater}.  So what the sender holds for a reader that stops reading
-    stays under the larger of L{highWater} and the transport's own limit
-    (64 KiB), plus one message.
+    itself as a streaming producer with the connection's transport, so that
+    TCP backpressure reaches the producer registered with it, and counts
+    the bytes still queued: in the transport (a TCP or TLS one) and in
+    Autobahn's own send queue, which does not heed the transport.  The
+    producer is paused from L{highWater} queued bytes on, and resumed once
+    below L{lowWater}: when the transport says it has drained, or, while
+    Autobahn's queue holds bytes, on a check a few milliseconds later
+    (sooner while the queue moves).  So what the sender holds for a reader
+    that stops reading stays under L{highWater} plus one message.  (A
+    transport whose buffer cannot be counted is obeyed instead: the
+    producer is paused whenever the transport pauses this consumer.)
 
     The producer is stopped (its C{stopProducing} called) as soon as the
     connection is found closing or closed, whatever closed it: a close

@@ -210,14 +210,14 @@ class TransportInternalsTests(TestCase):
     async def test_pendingBytes(self) -> None:
         """
         C{pendingBytes} is C{unsentBytes} for TCP, counts what a TLS
-        transport holds in clear and what its TCP transport holds, and is 0
-        for a transport it does not know.
+        transport holds in clear and what its TCP transport holds, and is
+        L{None} for a transport it does not know.
         """
         client, server = await self.connection()
         server.transport.pauseProducing()  # type: ignore[union-attr]
         client.transport.write(b"x" * 100_000)  # type: ignore[union-attr]
         self.assertEqual(pendingBytes(client.transport), 100_000)
-        self.assertEqual(pendingBytes(StringTransport()), 0)
+        self.assertIsNone(pendingBytes(StringTransport()))
 
         from twisted.internet import ssl
         from twisted.internet.endpoints import wrapClientTLS
@@ -238,6 +238,7 @@ class TransportInternalsTests(TestCase):
         transport: Any = tlsClient.transport
         # Before the handshake, what is written waits in clear.
         before = pendingBytes(transport)
+        assert before is not None
         transport.write(b"y" * 100_000)
         self.assertEqual(pendingBytes(transport), before + 100_000)
         self.assertEqual(pendingBytes(transport.transport), before)
