@@ -6,7 +6,7 @@ backpressure.
 from __future__ import annotations
 
 import os
-from typing import IO, Any, List, Optional, Union
+from typing import IO, Any, Optional, Union
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IReactorTime
@@ -17,7 +17,13 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from twisted_streaming._failure import failureWithContext
-from twisted_streaming._flow import Task, Upstream, WaterMarkBuffer, turnLoop
+from twisted_streaming._flow import (
+    Completion,
+    Task,
+    Upstream,
+    WaterMarkBuffer,
+    turnLoop,
+)
 from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
 
 __all__ = ["FileConsumer"]
@@ -90,8 +96,7 @@ class FileConsumer:
         self._buffer: WaterMarkBuffer[bytes] = WaterMarkBuffer(self)
         self._finished = False
         self._done = False
-        self._result: Optional[Union[int, Failure]] = None
-        self._waiters: List[Deferred[int]] = []
+        self._completion: Completion[int] = Completion()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.bytesWritten} bytes at {id(self):#x}>"
@@ -165,14 +170,7 @@ class FileConsumer:
             L{ContextFailure <twisted_streaming.ContextFailure>}) if writing
             the file failed.
         """
-        d: Deferred[int] = Deferred()
-        if self._result is None:
-            self._waiters.append(d)
-        elif isinstance(self._result, Failure):
-            d.errback(self._result)
-        else:
-            d.callback(self._result)
-        return d
+        return self._completion.whenDone()
 
     # Internals
 
@@ -236,12 +234,6 @@ class FileConsumer:
                 self.file.close()
             except Exception:
                 _log.failure("Closing {file!r} failed", file=self.file)
-        self._result = result
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if isinstance(result, Failure):
-                d.errback(result)
-            else:
-                d.callback(result)
-        if isinstance(result, Failure) and not waiters:
+        waited = self._completion.fire(result)
+        if isinstance(result, Failure) and not waited:
             _log.failure("Writing {consumer!r} failed", result, consumer=self)

@@ -67,6 +67,7 @@ __all__ = [
     "IDLE",
     "RUNNING",
     "STOPPED",
+    "Completion",
     "Flow",
     "PauseFlag",
     "Task",
@@ -570,6 +571,51 @@ def regulateHeld(
         upstream.pause()
     elif not held or size < marks.lowWater:
         upstream.resume()
+
+
+class Completion(Generic[_T]):
+    """
+    The end of something that ends once, for any number of waiters: each
+    L{whenDone} is a new L{Deferred}, fired (or failed) with the one result,
+    so that no waiter's callbacks change what another gets, and a failure
+    nobody waits for is never logged as unhandled.
+
+    @ivar result: L{None} until L{fire}, then the result or the L{Failure}.
+    """
+
+    __slots__ = ("_waiters", "result")
+
+    def __init__(self) -> None:
+        self.result: Union[_T, Failure, None] = None
+        self._waiters: list[Deferred[_T]] = []
+
+    def whenDone(self) -> Deferred[_T]:
+        """
+        @return: A new L{Deferred} with the result, at once if it is known.
+        """
+        d: Deferred[_T] = Deferred()
+        if self.result is None:
+            self._waiters.append(d)
+        elif isinstance(self.result, Failure):
+            d.errback(self.result)
+        else:
+            d.callback(self.result)
+        return d
+
+    def fire(self, result: Union[_T, Failure]) -> int:
+        """
+        Record C{result} and give it to everyone waiting.
+
+        @return: How many were waiting.
+        """
+        self.result = result
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+        return len(waiters)
 
 
 # The producer lifecycle

@@ -30,7 +30,7 @@ except ImportError as error:  # pragma: no cover - tested in a subprocess
         "pip install 'twisted_streaming[websocket]'"
     ) from error
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.python.failure import Failure
@@ -40,6 +40,7 @@ from twisted_streaming._flow import (
     FAILED,
     FINISHED,
     RUNNING,
+    Completion,
     Flow,
     Upstream,
     WaterMarkBuffer,
@@ -262,15 +263,13 @@ class _MessageSink(Flow):
         self._lastQueued = -1
         self._opening = _connectionState(protocol) == _OPENING
         self._counted = pendingBytes(transport) is not None
-        self._result: Union[int, Failure, None] = None
-        self._waiters: List[Deferred[int]] = []
-        started = self._start(transport, True)
-        started.addBoth(self._recordEnd)
+        self._completion: Completion[int] = Completion()
+        self._start(transport, True).addBoth(self._completion.fire)
         if self._state is FAILED:
             # The transport refused: it has another producer, such as
             # another sender that has not finished.
-            assert isinstance(self._result, Failure)
-            self._result.raiseException()
+            assert isinstance(self._completion.result, Failure)
+            self._completion.result.raiseException()
         if self._opening:
             _whenOpen(protocol).addCallback(_passThrough(self._opened))
         _whenClosed(protocol).addCallback(_passThrough(self.stopProducing))
@@ -384,12 +383,7 @@ class _MessageSink(Flow):
             L{ContextFailure <twisted_streaming.ContextFailure>}) if sending
             failed.
         """
-        result = self._result
-        if result is None:
-            d: Deferred[int] = Deferred()
-            self._waiters.append(d)
-            return d
-        return fail(result) if isinstance(result, Failure) else succeed(result)
+        return self._completion.whenDone()
 
     # What subclasses do
 
@@ -491,15 +485,6 @@ class _MessageSink(Flow):
             self._poll = None
         if reason is not None:
             self._up.stop()
-
-    def _recordEnd(self, result: Union[int, Failure]) -> None:
-        self._result = result
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if isinstance(result, Failure):
-                d.errback(result)
-            else:
-                d.callback(result)
 
 
 class MessageConsumer(_MessageSink):

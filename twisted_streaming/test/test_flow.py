@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_streaming import ContextFailure, ProducerStateError, ProducerStopped
 from twisted_streaming._flow import (
+    Completion,
     Flow,
     PauseFlag,
     Task,
@@ -333,6 +334,35 @@ class WaterMarkBufferTests(SynchronousTestCase):
         regulateHeld(up, 0, False, self, blocked=True)
         regulateHeld(up, 7, False, self)
         self.assertEqual(producer.calls[2:], [("pause",), ("resume",)])
+
+
+class CompletionTests(SynchronousTestCase):
+    """
+    L{Completion}: one result, for any number of waiters.
+    """
+
+    def test_everyWaiterGetsTheResult(self) -> None:
+        """
+        Waiters before and after the end each get the result, and one's
+        callbacks do not change what another gets.
+        """
+        completion: Completion[int] = Completion()
+        before = completion.whenDone()
+        before.addCallback(lambda n: n + 1)
+        self.assertNoResult(before)
+        self.assertEqual(completion.fire(5), 1)
+        self.assertEqual(self.successResultOf(before), 6)
+        self.assertEqual(self.successResultOf(completion.whenDone()), 5)
+
+    def test_failureIsGivenToEach(self) -> None:
+        """
+        A failure fails every waiter, and is not left unhandled when nobody
+        waits.
+        """
+        completion: Completion[int] = Completion()
+        self.assertEqual(completion.fire(Failure(ValueError("no"))), 0)
+        self.failureResultOf(completion.whenDone(), ValueError)
+        self.failureResultOf(completion.whenDone(), ValueError)
 
 
 class Recorded(Flow):

@@ -91,6 +91,27 @@ class TransportInternalsTests(TestCase):
         self.addCleanup(close)
         return client, server
 
+    async def tlsConnection(self) -> Tuple[_End, _End]:
+        """
+        A TLS client connected to a TLS server, both as made by
+        C{twisted.protocols.tls}; the server as it is made.
+        """
+        from twisted.internet import ssl
+        from twisted.internet.endpoints import wrapClientTLS
+
+        from twisted_streaming.test.test_faults import selfSignedPEM
+
+        server = _End()
+        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
+        port = reactor.listenSSL(
+            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        client = _End()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
+        return client, server
+
     async def test_attributesExist(self) -> None:
         """
         Every private attribute this package touches is on a connected TCP
@@ -174,21 +195,7 @@ class TransportInternalsTests(TestCase):
         A pull producer registered with a TLS transport (which wraps it
         twice) is found registered, until it unregisters.
         """
-        from twisted.internet import ssl
-
-        from twisted_streaming.test.test_faults import selfSignedPEM
-
-        server = _End()
-        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
-        port = reactor.listenSSL(
-            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
-        )
-        self.addCleanup(port.stopListening)
-        client = _End()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        from twisted.internet.endpoints import wrapClientTLS
-
-        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
+        client, server = await self.tlsConnection()
         await server.made
         transport = cast(Any, client.transport)
         sender = FileSender()
@@ -219,22 +226,7 @@ class TransportInternalsTests(TestCase):
         self.assertEqual(pendingBytes(client.transport), 100_000)
         self.assertIsNone(pendingBytes(StringTransport()))
 
-        from twisted.internet import ssl
-        from twisted.internet.endpoints import wrapClientTLS
-
-        from twisted_streaming.test.test_faults import selfSignedPEM
-
-        tlsServer = _End()
-        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
-        port = reactor.listenSSL(
-            0, Factory.forProtocol(lambda: tlsServer), options, interface="127.0.0.1"
-        )
-        self.addCleanup(port.stopListening)
-        tlsClient = _End()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        await connectProtocol(
-            wrapClientTLS(ssl.CertificateOptions(), endpoint), tlsClient
-        )
+        tlsClient, tlsServer = await self.tlsConnection()
         transport: Any = tlsClient.transport
         # Before the handshake, what is written waits in clear.
         before = pendingBytes(transport)
