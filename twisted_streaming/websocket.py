@@ -218,7 +218,7 @@ class _MessageSink(Flow):
     """
     What L{MessageConsumer} and L{MessageStream} share: a consumer toward the
     producer registered with it, and a streaming producer registered with
-    the protocol's transport, which pauses it when its buffer fills and
+    the protocol's transport, which says when its buffer has drained and
     stops it when the connection is lost.
     """
 
