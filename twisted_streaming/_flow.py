@@ -14,6 +14,8 @@ written once.
     paused and resumed through a L{PauseFlag}, pulled, stopped.
   - L{WaterMarkBuffer}: what a consumer holds, counted in bytes or items,
     with the high and low marks that pause and resume its producer.
+  - L{BufferedConsumer}: what a consumer that holds what it is written
+    shares: its producer, its task on the turn loop, and its end, once.
   - L{Flow}: a producer's lifecycle, C{idle -> running -> finished |
     stopped | failed}, with registration last (rolled back if the consumer
     refuses it) and one end path: cancel what is scheduled, unregister if
@@ -55,6 +57,7 @@ from zope.interface import implementer
 from twisted_streaming._failure import failureWithContext
 from twisted_streaming._transportinternals import isRegistered
 from twisted_streaming.interfaces import (
+    ConsumerFinished,
     IFinishableConsumer,
     ProducerStateError,
     ProducerStopped,
@@ -67,6 +70,7 @@ __all__ = [
     "IDLE",
     "RUNNING",
     "STOPPED",
+    "BufferedConsumer",
     "Completion",
     "Flow",
     "PauseFlag",
@@ -580,12 +584,14 @@ class Completion(Generic[_T]):
     so that no waiter's callbacks change what another gets, and a failure
     nobody waits for is never logged as unhandled.
 
-    @ivar result: L{None} until L{fire}, then the result or the L{Failure}.
+    @ivar done: Whether L{fire} has been called.
+    @ivar result: L{None} until then, then the result or the L{Failure}.
     """
 
-    __slots__ = ("_waiters", "result")
+    __slots__ = ("_waiters", "done", "result")
 
     def __init__(self) -> None:
+        self.done = False
         self.result: Union[_T, Failure, None] = None
         self._waiters: list[Deferred[_T]] = []
 
@@ -594,12 +600,12 @@ class Completion(Generic[_T]):
         @return: A new L{Deferred} with the result, at once if it is known.
         """
         d: Deferred[_T] = Deferred()
-        if self.result is None:
+        if not self.done:
             self._waiters.append(d)
         elif isinstance(self.result, Failure):
             d.errback(self.result)
         else:
-            d.callback(self.result)
+            d.callback(cast(_T, self.result))
         return d
 
     def fire(self, result: Union[_T, Failure]) -> int:
@@ -608,6 +614,7 @@ class Completion(Generic[_T]):
 
         @return: How many were waiting.
         """
+        self.done = True
         self.result = result
         waiters, self._waiters = self._waiters, []
         for d in waiters:
@@ -873,3 +880,156 @@ class Flow:
         # the consumer's finish().
         self._deferred = None
         self._abort(STOPPED, Failure(CancelledError()))
+
+
+# Consumers that hold what they are written
+
+
+class BufferedConsumer:
+    """
+    What a consumer that holds what it is written and deals with it later,
+    on the turn loop, shares: its producer (an L{Upstream}: a streaming one
+    paused while the L{WaterMarkBuffer} is full, a pull one asked for more
+    when it is empty), its L{Task}, and its end, once, with a result or a
+    failure that stops the producer, for whoever asks (L{whenFinished}).
+
+    Subclasses write C{write}, deal with the buffer in L{_step} (which
+    completes once finished and empty, and otherwise ends with
+    L{_regulate}) and end with L{_complete};
+    L{_released} is their one cleanup hook.
+
+    @cvar highWater: Held bytes (or items) at which a streaming producer is
+        paused.
+    @cvar lowWater: Held bytes (or items) below which it is resumed.
+    """
+
+    highWater: int = 64 * 1024
+    lowWater: int = 16 * 1024
+
+    def __init__(
+        self,
+        *,
+        reactor: Optional[IReactorTime] = None,
+        cooperator: Optional[Cooperator] = None,
+    ) -> None:
+        self._reactor = reactor
+        self._cooperator = cooperator
+        self._task: Optional[Task] = None
+        self._up = Upstream(self)
+        self._buffer: WaterMarkBuffer[Any] = WaterMarkBuffer(self)
+        #: Told that nothing more will be written.
+        self._finished = False
+        #: Ended, with a result or a Failure, for whoever asks.
+        self._ended = False
+        self._completion: Completion[Any] = Completion()
+
+    @property
+    def producer(self) -> Optional[Any]:
+        """
+        The registered producer, or L{None}.
+        """
+        return self._up.producer
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """
+        Register a producer; a pull producer is asked for data on the turn
+        loop.  One registered after the consumer failed is stopped at once.
+
+        @raise ProducerStateError: If a producer is already registered.
+        """
+        self._up.register(producer, streaming)
+        if self._ended:
+            self._up.stop()
+        elif streaming:
+            self._buffer.regulate(self._up)
+        else:
+            self._turns().wake()
+
+    def unregisterProducer(self) -> None:
+        """
+        Forget the registered producer.
+        """
+        self._up.unregister()
+
+    def finish(self) -> None:
+        """
+        No more data will be written: deal with what is held, then end.
+
+        @raise ConsumerFinished: If called twice.
+        """
+        if self._finished:
+            raise ConsumerFinished(f"{self!r} is already finished")
+        self._finished = True
+        if not self._ended:
+            self._turns().wake()
+
+    def whenFinished(self) -> Deferred[Any]:
+        """
+        @return: A L{Deferred} that fires with the consumer's result once it
+            has dealt with everything after C{finish()}, or fails with its
+            error.
+        """
+        return self._completion.whenDone()
+
+    # For subclasses
+
+    def _step(self) -> bool:
+        """
+        One step of the turn loop.
+
+        @return: Whether there is more to do now.
+        """
+        return False
+
+    def _turns(self) -> Task:
+        task = self._task
+        if task is None:
+            cooperator = self._cooperator or turnLoop(self._reactor)
+            task = self._task = Task(cooperator, self._step)
+        return task
+
+    def _regulate(self) -> bool:
+        """
+        Pause or resume a streaming producer as the buffer says; ask a pull
+        producer for more if the buffer is empty (ending failed, if that
+        raises).
+
+        @return: Whether the consumer is still going.
+        """
+        up = self._up
+        buffer = self._buffer
+        buffer.regulate(up)
+        if not buffer and up.producer is not None and not up.streaming:
+            failure = up.pull()
+            if failure is not None:
+                self._complete(failure)
+                return False
+        return True
+
+    def _released(self, outcome: Any) -> None:
+        """
+        The one cleanup hook: the consumer has ended with C{outcome}; its
+        L{whenFinished} Deferreds fire after this returns.
+        """
+
+    def _complete(self, outcome: Any) -> None:
+        """
+        End with C{outcome}, once: a failure drops what is held and stops
+        the producer; then L{_released}, then L{whenFinished} fires (a
+        failure nobody waits for is logged).
+        """
+        if self._ended:
+            return
+        self._ended = True
+        if self._task is not None:
+            self._task.cancel()
+        if isinstance(outcome, Failure):
+            self._buffer.clear()
+            self._up.stop()
+        try:
+            self._released(outcome)
+        except BaseException:
+            _log.failure("Cleaning up {consumer!r} failed", consumer=self)
+        waited = self._completion.fire(outcome)
+        if isinstance(outcome, Failure) and not waited:
+            _log.failure("{consumer!r} failed", outcome, consumer=self)

@@ -19,7 +19,10 @@ not part of Twisted's public interface:
     C{TLSMemoryBIOProtocol} holds, in clear, until its handshake is done;
   - C{_producer}: what C{twisted.protocols.tls}'s C{_ProducerMembrane} and
     C{twisted.internet._producer_helpers._PullToPush} wrap, so that a
-    producer registered with a TLS transport can tell that it still is.
+    producer registered with a TLS transport can tell that it still is;
+  - C{_asyncioEventloop}: the L{asyncio} event loop an
+    C{AsyncioSelectorReactor} runs on, on which C{fromAsyncIterable} runs
+    asyncio coroutines.
 
 How C{twisted.web} is built, which C{FileResource} relies on, is in its own
 module, C{_twistedweb}, with its own test.
@@ -38,6 +41,7 @@ from typing import Any, Optional
 
 __all__ = [
     "CHECKED_VERSIONS",
+    "asyncioLoop",
     "isRegistered",
     "isTCPTransport",
     "markWriteDisconnected",
@@ -155,3 +159,12 @@ def isRegistered(consumer: object, producer: object) -> bool:
             return False
         current = getattr(current, "_producer", None)
     return False
+
+
+def asyncioLoop(reactor: object) -> Optional[Any]:
+    """
+    The L{asyncio} event loop C{reactor} runs on, if it is an
+    C{AsyncioSelectorReactor} (or anything else that keeps one where it
+    does); else L{None}.
+    """
+    return getattr(reactor, "_asyncioEventloop", None)

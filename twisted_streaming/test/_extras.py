@@ -19,6 +19,7 @@ __all__ = [
     "skipHTTP2",
     "skipHypothesis",
     "skipTLS",
+    "skipTreq",
 ]
 
 #: The command that installs everything the suite needs.
@@ -44,6 +45,9 @@ skipHTTP2 = skipTLS or missing("h2", "priority")
 
 #: Property-based tests.
 skipHypothesis = missing("hypothesis")
+
+#: treq, the HTTP client of the upload and download tests.
+skipTreq = missing("treq")
 
 #: curl, the client of the twisted.web tests; a program, not a package.
 skipCurl: Optional[str] = (

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_streaming import ContextFailure, ProducerStateError, ProducerStopped
 from twisted_streaming._flow import (
+    BufferedConsumer,
     Completion,
     Flow,
     PauseFlag,
@@ -26,7 +27,11 @@ from twisted_streaming._flow import (
     turnLoop,
 )
 from twisted_streaming.test.test_push import runTurn
-from twisted_streaming.testing import BackpressureConsumer, RecordingPushProducer
+from twisted_streaming.testing import (
+    BackpressureConsumer,
+    RecordingPullProducer,
+    RecordingPushProducer,
+)
 
 
 class TurnLoopTests(SynchronousTestCase):
@@ -353,6 +358,10 @@ class CompletionTests(SynchronousTestCase):
         self.assertEqual(completion.fire(5), 1)
         self.assertEqual(self.successResultOf(before), 6)
         self.assertEqual(self.successResultOf(completion.whenDone()), 5)
+        ofNone: Completion[None] = Completion()
+        ofNone.fire(None)
+        self.assertTrue(ofNone.done)
+        self.assertIsNone(self.successResultOf(ofNone.whenDone()))
 
     def test_failureIsGivenToEach(self) -> None:
         """
@@ -522,3 +531,118 @@ class TaskErrorTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(len(calls), 2)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
+class _Drain(BufferedConsumer):
+    """
+    A buffered consumer that drains C{perStep} items per step and ends
+    with their count once finished.
+    """
+
+    highWater = 3
+    lowWater = 1
+
+    def __init__(self, clock: Clock, perStep: int = 1) -> None:
+        super().__init__(reactor=clock)
+        self.perStep = perStep
+        self.dealt: List[Any] = []
+        self.released: List[Any] = []
+        self.finished = False
+
+    def write(self, item: Any) -> None:
+        self._buffer.append(item)
+        self._turns().wake()
+        self._buffer.regulate(self._up)
+
+    def finish(self) -> None:
+        self.finished = True
+        self._turns().wake()
+
+    def _step(self) -> bool:
+        for _ in range(self.perStep):
+            if self._buffer:
+                self.dealt.append(self._buffer.popleft())
+        if self.finished and not self._buffer:
+            self._complete(len(self.dealt))
+            return False
+        return self._regulate() and bool(self._buffer)
+
+    def _released(self, outcome: Any) -> None:
+        self.released.append(outcome)
+
+
+class BufferedConsumerTests(SynchronousTestCase):
+    """
+    L{BufferedConsumer}: the producer, the task and the end that consumers
+    holding what they are written share.
+    """
+
+    def test_regulatesAStreamingProducer(self) -> None:
+        """
+        A streaming producer is paused while the buffer is full and resumed
+        by L{BufferedConsumer._regulate} once it is below the low mark.
+        """
+        clock = Clock()
+        consumer = _Drain(clock)
+        producer = RecordingPushProducer()
+        consumer.registerProducer(producer, True)
+        self.assertIs(consumer.producer, producer)
+        for item in "abc":
+            consumer.write(item)
+        self.assertEqual(producer.calls, [("pause",)])
+        self.assertTrue(consumer._step())
+        self.assertTrue(consumer._step())
+        self.assertEqual(producer.calls, [("pause",)])
+        self.assertFalse(consumer._step())
+        self.assertEqual(producer.calls, [("pause",), ("resume",)])
+        clock.advance(0)
+        consumer.unregisterProducer()
+        self.assertIsNone(consumer.producer)
+
+    def test_pullsAPullProducerWhenEmpty(self) -> None:
+        """
+        A pull producer is asked for more each time the buffer is empty,
+        until it unregisters.
+        """
+        clock = Clock()
+        consumer = _Drain(clock)
+        chunks = (b"1", b"2", b"3")
+        producer = RecordingPullProducer(consumer, chunks)  # type: ignore[arg-type]
+        consumer.registerProducer(producer, False)
+        clock.advance(0)
+        self.assertEqual(consumer.dealt, list(chunks))
+        self.assertIsNone(consumer.producer)
+        d = consumer.whenFinished()
+        consumer.finish()
+        clock.advance(0)
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertEqual(self.successResultOf(consumer.whenFinished()), 3)
+        self.assertEqual(consumer.released, [3])
+
+    def test_failureStopsTheProducerOnce(self) -> None:
+        """
+        Ending with a failure drops what is held, stops the producer, runs
+        the cleanup hook and fails L{BufferedConsumer.whenFinished}, once;
+        a producer registered afterwards is stopped at once; a failure
+        nobody waits for is logged.
+        """
+        clock = Clock()
+        consumer = _Drain(clock)
+        producer = RecordingPushProducer()
+        consumer.registerProducer(producer, True)
+        consumer.write("a")
+        d = consumer.whenFinished()
+        failure = Failure(ZeroDivisionError("boom"))
+        consumer._complete(failure)
+        consumer._complete(0)
+        self.assertIs(self.failureResultOf(d), failure)
+        self.assertEqual(producer.calls, [("stop",)])
+        self.assertEqual(consumer.released, [failure])
+        self.assertEqual(len(consumer._buffer), 0)
+        late = RecordingPushProducer()
+        consumer.registerProducer(late, True)
+        self.assertEqual(late.calls, [("stop",)])
+        self.failureResultOf(consumer.whenFinished(), ZeroDivisionError)
+        unwatched = _Drain(clock)
+        unwatched._complete(Failure(ValueError("nobody waits")))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

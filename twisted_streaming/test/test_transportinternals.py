@@ -18,15 +18,15 @@ from twisted.internet.endpoints import (
     UNIXClientEndpoint,
     connectProtocol,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 import twisted
-from twisted_streaming import FileSender
+from twisted_streaming import FileSender, StreamProtocol
 from twisted_streaming._transportinternals import (
     CHECKED_VERSIONS,
+    asyncioLoop,
     isRegistered,
     isTCPTransport,
     markWriteDisconnected,
@@ -45,20 +45,17 @@ _ATTRIBUTES: Tuple[str, ...] = ("dataBuffer", "offset", "_tempDataLen")
 _ATTRIBUTES += ("_writeDisconnecting", "_writeDisconnected", "TLS")
 
 
-class _End(Protocol):
+class _End(StreamProtocol):
     def __init__(self) -> None:
+        super().__init__()
         self.received = 0
         self.made: Deferred[None] = Deferred()
-        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
         self.made.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost.callback(None)
 
 
 class TransportInternalsTests(TestCase):
@@ -85,7 +82,7 @@ class TransportInternalsTests(TestCase):
         def close() -> Deferred[Any]:
             for end in (client, server):
                 if not end.lost.called:
-                    end.transport.abortConnection()  # type: ignore[union-attr]
+                    end.transport.abortConnection()
             return server.lost.addCallback(lambda _: client.lost)
 
         self.addCleanup(close)
@@ -136,11 +133,11 @@ class TransportInternalsTests(TestCase):
         of the transport's buffers holds it.
         """
         client, server = await self.connection()
-        server.transport.pauseProducing()  # type: ignore[union-attr]
+        server.transport.pauseProducing()
         transport = client.transport
         self.assertEqual(unsentBytes(transport), 0)
         for _ in range(64):
-            transport.write(b"x" * 65536)  # type: ignore[union-attr]
+            transport.write(b"x" * 65536)
         held = unsentBytes(transport)
         self.assertEqual(held, 64 * 65536)
         done: Deferred[None] = Deferred()
@@ -162,7 +159,7 @@ class TransportInternalsTests(TestCase):
         """
         client, server = await self.connection()
         self.assertFalse(writeClosing(client.transport))
-        client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        client.transport.loseWriteConnection()
         self.assertTrue(writeClosing(client.transport))
         transport: Any = server.transport
         transport.socket.shutdown(socket.SHUT_WR)
@@ -221,8 +218,8 @@ class TransportInternalsTests(TestCase):
         L{None} for a transport it does not know.
         """
         client, server = await self.connection()
-        server.transport.pauseProducing()  # type: ignore[union-attr]
-        client.transport.write(b"x" * 100_000)  # type: ignore[union-attr]
+        server.transport.pauseProducing()
+        client.transport.write(b"x" * 100_000)
         self.assertEqual(pendingBytes(client.transport), 100_000)
         self.assertIsNone(pendingBytes(StringTransport()))
 
@@ -242,3 +239,22 @@ class TransportInternalsTests(TestCase):
     if skipTLS:
         test_isRegisteredThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
         test_pendingBytes.skip = skipTLS  # type: ignore[attr-defined]
+
+
+class AsyncioLoopTests(TestCase):
+    """
+    L{asyncioLoop}, on an C{AsyncioSelectorReactor} that is not installed.
+    """
+
+    def test_asyncioReactorsLoop(self) -> None:
+        """
+        The loop of an asyncio reactor is found; other reactors have none.
+        """
+        import asyncio
+
+        from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        self.assertIs(asyncioLoop(AsyncioSelectorReactor(loop)), loop)
+        self.assertIsNone(asyncioLoop(reactor))

@@ -731,6 +731,29 @@ class MessageSourceTests(SynchronousTestCase):
         self.assertIn("MessageSource", failure.getErrorMessage())
         self.assertEqual(self.protocol.sent, [("close", 1000, "the receiver stopped")])
 
+    def test_asyncIteration(self) -> None:
+        """
+        A source is iterated with C{async for} through C{toAsyncIterator},
+        to the connection's normal close.
+        """
+        from twisted_streaming import toAsyncIterator
+
+        source = self.source()
+        got: List[bytes] = []
+
+        async def collect() -> List[bytes]:
+            async for message in toAsyncIterator(source, reactor=self.clock):
+                got.append(message)
+            return got
+
+        d = Deferred.fromCoroutine(collect())
+        self.protocol.receive(b"a")
+        self.protocol.receive(b"b")
+        self.protocol.close()
+        for _ in range(10):
+            self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), [b"a", b"b"])
+
     def test_pipeline(self) -> None:
         """
         A source is a pipeline's source.
