@@ -829,6 +829,18 @@ class Flow:
         self._halt()
         self._ended(reason)
 
+    def _endWith(self, reason: Optional[Failure]) -> None:
+        """
+        End: finished, with the bytes written, if C{reason} is L{None}; else
+        failed with its error, in context.
+        """
+        if reason is None:
+            self._finish(self.bytesWritten)
+        else:
+            error = reason.value
+            assert isinstance(error, BaseException)
+            self._fail(error)
+
     def _fail(self, error: BaseException, **item: Any) -> None:
         """
         End failed with C{error}, which is being handled now, in context;

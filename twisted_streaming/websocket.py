@@ -773,13 +773,7 @@ class MessageSource(Flow):
         if self._state is not RUNNING:
             return False
         if not buffer.items and self._closedWith is not None:
-            reason = self._closedWith[0]
-            if reason is None:
-                self._finish(self.bytesWritten)
-            else:
-                error = reason.value
-                assert isinstance(error, BaseException)
-                self._fail(error)
+            self._endWith(self._closedWith[0])
             return False
         buffer.regulate(self._reading, blocked=self._pause.paused)
         return bool(buffer.items) and not self._pause.paused

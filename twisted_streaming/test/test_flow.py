@@ -450,6 +450,21 @@ class FlowLifecycleTests(SynchronousTestCase):
         self.assertEqual(flow.ended, [None])
         self.assertTrue(consumer.finished)
 
+    def test_endWith(self) -> None:
+        """
+        C{_endWith(None)} finishes with the bytes written; with a failure,
+        it fails with its error, in context.
+        """
+        flow = Recorded(reactor=self.clock)
+        d = flow._start(BackpressureConsumer(), True)
+        flow.bytesWritten = 5
+        flow._endWith(None)
+        self.assertEqual(self.successResultOf(d), 5)
+        failing = Recorded(reactor=self.clock)
+        d = failing._start(BackpressureConsumer(), True)
+        failing._endWith(Failure(ValueError("cut")))
+        self.assertIsInstance(self.failureResultOf(d, ValueError), ContextFailure)
+
     def test_unregistersOnlyItself(self) -> None:
         """
         A flow whose consumer has forgotten it and taken another producer
