@@ -180,12 +180,7 @@ class ConnectionSource(Flow):
             if self._endedEarly is None:
                 self._endedEarly = (reason,)
         elif state is RUNNING:
-            if reason is None:
-                self._finish(self.bytesWritten)
-            else:
-                error = reason.value
-                assert isinstance(error, BaseException)
-                self._fail(error)
+            self._endWith(reason)
 
     # The flow core's hooks
 

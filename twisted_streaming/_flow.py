@@ -87,6 +87,7 @@ __all__ = [
     "WaterMarkBuffer",
     "getReactor",
     "isFinishable",
+    "regulateHeld",
     "sizeOf",
     "turnLoop",
 ]
@@ -588,50 +589,66 @@ class WaterMarkBuffer(Generic[_T]):
         C{blocked} (paused by its own consumer); resume it once the buffer
         wants more and the owner is not blocked.
         """
-        if blocked or self.full:
-            upstream.pause()
-        elif self.wantsMore:
-            upstream.resume()
+        regulateHeld(upstream, self.size, bool(self.items), self.marks, blocked)
 
 
-class Completion:
+def regulateHeld(
+    upstream: Upstream, size: int, held: bool, marks: Any, blocked: bool = False
+) -> None:
     """
-    The outcome of something that ends once (a consumer that has written
-    everything, a stream that failed): every L{Deferred} asked for, before
-    or after the end, fires with it.
+    Regulate C{upstream} by the water marks of what its consumer holds, as
+    L{WaterMarkBuffer.regulate} does for a buffer of the consumer's own, for
+    a consumer whose data waits somewhere it only measures (a transport's
+    buffer, a library's send queue): pause C{upstream} while the consumer
+    is C{blocked}, or C{held} (something is waiting) with C{size} at or
+    above C{marks.highWater}; resume it once not blocked and nothing is
+    held or C{size} is below C{marks.lowWater}.  In between, it stays as
+    it is.
+    """
+    if blocked or (held and size >= marks.highWater):
+        upstream.pause()
+    elif not held or size < marks.lowWater:
+        upstream.resume()
 
-    @ivar result: The outcome (a L{Failure} if it failed); only once
-        L{done}.
+
+class Completion(Generic[_T]):
+    """
+    The end of something that ends once, for any number of waiters: each
+    L{whenDone} is a new L{Deferred}, fired (or failed) with the one result,
+    so that no waiter's callbacks change what another gets, and a failure
+    nobody waits for is never logged as unhandled.
+
+    @ivar done: Whether L{fire} has been called.
+    @ivar result: L{None} until then, then the result or the L{Failure}.
     """
 
     __slots__ = ("_waiters", "done", "result")
 
     def __init__(self) -> None:
         self.done = False
-        self.result: Any = None
-        self._waiters: list[Deferred[Any]] = []
+        self.result: Union[_T, Failure, None] = None
+        self._waiters: list[Deferred[_T]] = []
 
-    def deferred(self) -> Deferred[Any]:
+    def whenDone(self) -> Deferred[_T]:
         """
-        A new L{Deferred} that fires (or fails) with the outcome: at once if
-        it is known.
+        @return: A new L{Deferred} with the result, at once if it is known.
         """
-        d: Deferred[Any] = Deferred()
+        d: Deferred[_T] = Deferred()
         if not self.done:
             self._waiters.append(d)
         elif isinstance(self.result, Failure):
             d.errback(self.result)
         else:
-            d.callback(self.result)
+            d.callback(cast(_T, self.result))
         return d
 
-    def complete(self, result: Any) -> bool:
+    def fire(self, result: Union[_T, Failure]) -> bool:
         """
-        Record the outcome and fire the Deferreds handed out so far;
-        nothing if it is known already.
+        Record C{result} and give it to everyone waiting; once only: a later
+        result is dropped.
 
-        @return: Whether any L{Deferred} was waiting for it (a failure
-            nobody waits for is worth logging).
+        @return: Whether anyone had it: someone was waiting, or it had
+            fired already (a failure nobody had is worth logging).
         """
         if self.done:
             return True
@@ -907,6 +924,18 @@ class Flow:
         self._halt()
         self._ended(reason)
 
+    def _endWith(self, reason: Optional[Failure]) -> None:
+        """
+        End: finished, with the bytes written, if C{reason} is L{None}; else
+        failed with its error, in context.
+        """
+        if reason is None:
+            self._finish(self.bytesWritten)
+        else:
+            error = reason.value
+            assert isinstance(error, BaseException)
+            self._fail(error)
+
     def _fail(self, error: BaseException, **item: Any) -> None:
         """
         End failed with C{error}, which is being handled now, in context;
@@ -997,9 +1026,9 @@ class BufferedConsumer:
         self._buffer: WaterMarkBuffer[Any] = WaterMarkBuffer(self)
         #: Told that nothing more will be written.
         self._finished = False
-        #: Ended (with the outcome in C{_completion}).
+        #: Ended, with a result or a Failure, for whoever asks.
         self._ended = False
-        self._completion = Completion()
+        self._completion: Completion[Any] = Completion()
 
     @property
     def producer(self) -> Optional[Any]:
@@ -1047,7 +1076,7 @@ class BufferedConsumer:
             has dealt with everything after C{finish()}, or fails with its
             error.
         """
-        return self._completion.deferred()
+        return self._completion.whenDone()
 
     # For subclasses
 
@@ -1108,6 +1137,6 @@ class BufferedConsumer:
             self._released(outcome)
         except BaseException:
             _log.failure("Cleaning up {consumer!r} failed", consumer=self)
-        waited = self._completion.complete(outcome)
+        waited = self._completion.fire(outcome)
         if isinstance(outcome, Failure) and not waited:
             _log.failure("{consumer!r} failed", outcome, consumer=self)

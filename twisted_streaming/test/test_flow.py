@@ -26,6 +26,7 @@ from twisted_streaming._flow import (
     TurnLoop,
     Upstream,
     WaterMarkBuffer,
+    regulateHeld,
     turnLoop,
 )
 from twisted_streaming.test.test_push import runTurn
@@ -319,6 +320,62 @@ class WaterMarkBufferTests(SynchronousTestCase):
         buffer.regulate(up)
         self.assertEqual(producer.calls[-1], ("resume",))
 
+    def test_regulatesWhatIsHeldElsewhere(self) -> None:
+        """
+        L{regulateHeld} pauses at the high mark only while something is
+        held, keeps the producer as it is between the marks, and resumes
+        below the low mark, when nothing is held, or never while blocked.
+        """
+        up = Upstream(self)
+        producer = RecordingPushProducer()
+        up.register(producer, True)
+        regulateHeld(up, 10, False, self)
+        self.assertEqual(producer.calls, [])
+        regulateHeld(up, 10, True, self)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 5, True, self)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 3, True, self, blocked=True)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 3, True, self)
+        self.assertEqual(producer.calls, [("pause",), ("resume",)])
+        regulateHeld(up, 0, False, self, blocked=True)
+        regulateHeld(up, 7, False, self)
+        self.assertEqual(producer.calls[2:], [("pause",), ("resume",)])
+
+
+class CompletionTests(SynchronousTestCase):
+    """
+    L{Completion}: one result, for any number of waiters.
+    """
+
+    def test_everyWaiterGetsTheResult(self) -> None:
+        """
+        Waiters before and after the end each get the result, and one's
+        callbacks do not change what another gets.
+        """
+        completion: Completion[int] = Completion()
+        before = completion.whenDone()
+        before.addCallback(lambda n: n + 1)
+        self.assertNoResult(before)
+        self.assertEqual(completion.fire(5), 1)
+        self.assertEqual(self.successResultOf(before), 6)
+        self.assertEqual(self.successResultOf(completion.whenDone()), 5)
+        ofNone: Completion[None] = Completion()
+        ofNone.fire(None)
+        self.assertTrue(ofNone.done)
+        self.assertIsNone(self.successResultOf(ofNone.whenDone()))
+
+    def test_failureIsGivenToEach(self) -> None:
+        """
+        A failure fails every waiter, and is not left unhandled when nobody
+        waits.
+        """
+        completion: Completion[int] = Completion()
+        self.assertEqual(completion.fire(Failure(ValueError("no"))), 0)
+        self.failureResultOf(completion.whenDone(), ValueError)
+        self.failureResultOf(completion.whenDone(), ValueError)
+
 
 class Recorded(Flow):
     """
@@ -395,6 +452,21 @@ class FlowLifecycleTests(SynchronousTestCase):
         self.assertEqual(flow.order, ["cleanup", "fired 7"])
         self.assertEqual(flow.ended, [None])
         self.assertTrue(consumer.finished)
+
+    def test_endWith(self) -> None:
+        """
+        C{_endWith(None)} finishes with the bytes written; with a failure,
+        it fails with its error, in context.
+        """
+        flow = Recorded(reactor=self.clock)
+        d = flow._start(BackpressureConsumer(), True)
+        flow.bytesWritten = 5
+        flow._endWith(None)
+        self.assertEqual(self.successResultOf(d), 5)
+        failing = Recorded(reactor=self.clock)
+        d = failing._start(BackpressureConsumer(), True)
+        failing._endWith(Failure(ValueError("cut")))
+        self.assertIsInstance(self.failureResultOf(d, ValueError), ContextFailure)
 
     def test_unregistersOnlyItself(self) -> None:
         """

@@ -30,6 +30,7 @@ from twisted_streaming._transportinternals import (
     isRegistered,
     isTCPTransport,
     markWriteDisconnected,
+    pendingBytes,
     queuesFileDescriptors,
     unsentBytes,
     writeClosing,
@@ -85,6 +86,27 @@ class TransportInternalsTests(TestCase):
             return server.lost.addCallback(lambda _: client.lost)
 
         self.addCleanup(close)
+        return client, server
+
+    async def tlsConnection(self) -> Tuple[_End, _End]:
+        """
+        A TLS client connected to a TLS server, both as made by
+        C{twisted.protocols.tls}; the server as it is made.
+        """
+        from twisted.internet import ssl
+        from twisted.internet.endpoints import wrapClientTLS
+
+        from twisted_streaming.test.test_faults import selfSignedPEM
+
+        server = _End()
+        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
+        port = reactor.listenSSL(
+            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        client = _End()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
         return client, server
 
     async def test_attributesExist(self) -> None:
@@ -170,21 +192,7 @@ class TransportInternalsTests(TestCase):
         A pull producer registered with a TLS transport (which wraps it
         twice) is found registered, until it unregisters.
         """
-        from twisted.internet import ssl
-
-        from twisted_streaming.test.test_faults import selfSignedPEM
-
-        server = _End()
-        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
-        port = reactor.listenSSL(
-            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
-        )
-        self.addCleanup(port.stopListening)
-        client = _End()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        from twisted.internet.endpoints import wrapClientTLS
-
-        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
+        client, server = await self.tlsConnection()
         await server.made
         transport = cast(Any, client.transport)
         sender = FileSender()
@@ -203,8 +211,34 @@ class TransportInternalsTests(TestCase):
         await client.lost
         await server.lost
 
+    async def test_pendingBytes(self) -> None:
+        """
+        C{pendingBytes} is C{unsentBytes} for TCP, counts what a TLS
+        transport holds in clear and what its TCP transport holds, and is
+        L{None} for a transport it does not know.
+        """
+        client, server = await self.connection()
+        server.transport.pauseProducing()
+        client.transport.write(b"x" * 100_000)
+        self.assertEqual(pendingBytes(client.transport), 100_000)
+        self.assertIsNone(pendingBytes(StringTransport()))
+
+        tlsClient, tlsServer = await self.tlsConnection()
+        transport: Any = tlsClient.transport
+        # Before the handshake, what is written waits in clear.
+        before = pendingBytes(transport)
+        assert before is not None
+        transport.write(b"y" * 100_000)
+        self.assertEqual(pendingBytes(transport), before + 100_000)
+        self.assertEqual(pendingBytes(transport.transport), before)
+        transport.loseConnection()
+        await tlsClient.lost
+        await tlsServer.made
+        await tlsServer.lost
+
     if skipTLS:
         test_isRegisteredThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
+        test_pendingBytes.skip = skipTLS  # type: ignore[attr-defined]
 
 
 class AsyncioLoopTests(TestCase):
