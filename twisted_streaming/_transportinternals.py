@@ -19,6 +19,10 @@ not part of Twisted's public interface:
     C{twisted.internet._producer_helpers._PullToPush} wrap, so that a
     producer registered with a TLS transport can tell that it still is.
 
+And one behaviour: C{tcp.Connection.connectionLost} does nothing when
+called a second time (it checks that its C{socket} is still there), which
+L{abortNow} relies on.
+
 How C{twisted.web} is built, which C{FileResource} relies on, is in its own
 module, C{_twistedweb}, with its own test.
 
@@ -33,8 +37,12 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from twisted.internet.error import ConnectionAborted
+from twisted.python.failure import Failure
+
 __all__ = [
     "CHECKED_VERSIONS",
+    "abortNow",
     "isRegistered",
     "isTCPTransport",
     "markWriteDisconnected",
@@ -132,3 +140,27 @@ def isRegistered(consumer: object, producer: object) -> bool:
             return False
         current = getattr(current, "_producer", None)
     return False
+
+
+def abortNow(transport: Any) -> None:
+    """
+    Abort C{transport}'s connection (with a reset, dropping what it has
+    not sent) and report it lost now, not on the reactor's next turn as
+    C{abortConnection} does: once the reactor is shutting down there is
+    no next turn, and the connection would never be reported lost.
+
+    Reported lost by calling the C{twisted.internet.tcp} transport's
+    C{connectionLost} (under a protocol wrapper such as TLS, if need be),
+    as the reactor would; the call C{abortConnection} scheduled then does
+    nothing.  Any other transport is only asked to abort.
+    """
+    transport.abortConnection()
+    lowest = transport
+    for _ in range(4):
+        if isTCPTransport(lowest):
+            lowest.connectionLost(Failure(ConnectionAborted()))
+            return
+        # A protocol wrapper is the protocol of the transport under it.
+        lowest = getattr(lowest, "transport", None)
+        if lowest is None:
+            return

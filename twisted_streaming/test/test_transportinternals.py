@@ -18,6 +18,7 @@ from twisted.internet.endpoints import (
     UNIXClientEndpoint,
     connectProtocol,
 )
+from twisted.internet.error import ConnectionAborted, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -27,6 +28,7 @@ import twisted
 from twisted_streaming import FileSender
 from twisted_streaming._transportinternals import (
     CHECKED_VERSIONS,
+    abortNow,
     isRegistered,
     isTCPTransport,
     markWriteDisconnected,
@@ -49,6 +51,7 @@ class _End(Protocol):
         self.received = 0
         self.made: Deferred[None] = Deferred()
         self.lost: Deferred[None] = Deferred()
+        self.reasons: List[Failure] = []
 
     def connectionMade(self) -> None:
         self.made.callback(None)
@@ -57,6 +60,7 @@ class _End(Protocol):
         self.received += len(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reasons.append(reason)
         self.lost.callback(None)
 
 
@@ -148,6 +152,51 @@ class TransportInternalsTests(TestCase):
         self.assertTrue(writeClosing(transport))
         self.assertTrue(transport._writeDisconnected)
 
+    async def test_abortNow(self) -> None:
+        """
+        C{abortNow} reports the connection lost (aborted) before it returns,
+        once only (the loss C{abortConnection} scheduled does nothing), and
+        the peer sees a reset.
+        """
+        client, server = await self.connection()
+        abortNow(client.transport)
+        self.assertTrue(client.lost.called)
+        await server.lost
+        for _ in range(2):
+            d: Deferred[None] = Deferred()
+            reactor.callLater(0, d.callback, None)
+            await d
+        self.assertEqual(len(client.reasons), 1)
+        self.assertTrue(client.reasons[0].check(ConnectionAborted))
+        self.assertTrue(server.reasons[0].check(ConnectionLost))
+        self.assertFalse(server.reasons[0].check(ConnectionAborted))
+
+    async def test_abortNowThroughTLS(self) -> None:
+        """
+        Through a TLS transport, C{abortNow} reports the loss at once too
+        (as TLS reports it: lost, not aborted).
+        """
+        from twisted.internet import ssl
+        from twisted.internet.endpoints import wrapClientTLS
+
+        from twisted_streaming.test.test_faults import selfSignedPEM
+
+        server = _End()
+        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
+        port = reactor.listenSSL(
+            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        client = _End()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
+        await server.made
+        abortNow(client.transport)
+        self.assertTrue(client.lost.called)
+        await server.lost
+        self.assertEqual(len(client.reasons), 1)
+        self.assertTrue(client.reasons[0].check(ConnectionLost))
+
     async def test_zeroCopySocket(self) -> None:
         """
         A plain TCP or UNIX transport gives its socket; one with file
@@ -208,3 +257,4 @@ class TransportInternalsTests(TestCase):
 
     if skipTLS:
         test_isRegisteredThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
+        test_abortNowThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
