@@ -95,13 +95,17 @@ class ConnectionLimits:
 
     A server calls L{admit} for each new client (and refuses it, saying why
     where its protocol allows, if that returns C{False}), L{add} for each
-    admitted one, L{remove} when one has ended.
+    admitted one, L{remove} when one has ended, and L{release} if one stops
+    counting against L{maxConnections} before it has ended (a proxied
+    connection whose client has gone while its upstream side is closing).
 
     @ivar maxConnections: Refuse new clients beyond this many open
         connections; L{None} for no limit.
     @ivar idleTimeout: Seconds a connection may stay idle (the server says
         what idle means for it); L{None} for ever.
     @ivar open: The open connections.
+    @ivar counted: The open connections that count against
+        L{maxConnections}: those not L{release}d.
     @ivar accepted: Connections admitted since the start.
     @ivar refused: Clients refused because L{maxConnections} were open.
     @ivar errors: How many connections ended badly, by kind (the server's
@@ -117,6 +121,7 @@ class ConnectionLimits:
         self.maxConnections = maxConnections
         self.idleTimeout = idleTimeout
         self.open: Set[Limited] = set()
+        self.counted: Set[Limited] = set()
         self.accepted = 0
         self.refused = 0
         self.errors: Counter[str] = Counter()
@@ -132,13 +137,13 @@ class ConnectionLimits:
         in L{refused} and logged; the caller closes it.
         """
         limit = self.maxConnections
-        if limit is None or len(self.open) < limit:
+        if limit is None or len(self.counted) < limit:
             return True
         self.refused += 1
         _log.info(
             "Refusing {address}: {open} connections open (the limit)",
             address=address,
-            open=len(self.open),
+            open=len(self.counted),
         )
         return False
 
@@ -147,13 +152,22 @@ class ConnectionLimits:
         C{connection} was admitted and is open.
         """
         self.open.add(connection)
+        self.counted.add(connection)
         self.accepted += 1
+
+    def release(self, connection: Limited) -> None:
+        """
+        C{connection} is still open but no longer counts against
+        L{maxConnections}.
+        """
+        self.counted.discard(connection)
 
     def remove(self, connection: Limited, error: Optional[str] = None) -> None:
         """
         C{connection} has ended, badly if C{error} (its kind) is given.
         """
         self.open.discard(connection)
+        self.counted.discard(connection)
         if error is not None:
             self.errors[error] += 1
         if not self.open and self._empty:

@@ -17,19 +17,29 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
 )
-from twisted.internet.error import ConnectionRefusedError, NotConnectingError
+from twisted.internet.error import (
+    ConnectionDone,
+    ConnectionRefusedError,
+    NotConnectingError,
+)
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import (
     IConnector,
     IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IPushProducer,
     IReactorTCP,
     IReactorTime,
     ISSLTransport,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import ClientFactory, Protocol, ServerFactory
+from twisted.internet.protocol import (
+    ClientFactory,
+    Protocol,
+    ServerFactory,
+    connectionDone,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -37,7 +47,9 @@ from zope.interface import implementer
 from twisted_streaming._flow import PauseFlag, getReactor
 from twisted_streaming._limits import ConnectionLimits, IdleTimer
 from twisted_streaming._proxyheader import VERSIONS, proxyHeader, sendFirst
+from twisted_streaming._resetwatch import ResetWatch, socketOf
 from twisted_streaming._splice import PipePool, Splice
+from twisted_streaming._transportinternals import abortNow
 
 __all__ = ["ProxyFactory", "ProxyStatistics"]
 
@@ -117,8 +129,11 @@ class _Reader:
             return
         if paused:
             side.transport.pauseProducing()
+            # Nothing reads it now: only a check notices a reset.
+            side.watchForReset()
         else:
             side.transport.resumeProducing()
+            side.connection.factory._resetWatch.unwatch(side)
 
 
 def _canHalfClose(transport: object) -> bool:
@@ -128,7 +143,7 @@ def _canHalfClose(transport: object) -> bool:
     )
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class _ProxySide(Protocol):
     """
     One of the two connections of a proxied connection.
@@ -143,6 +158,41 @@ class _ProxySide(Protocol):
     #: Closed by the proxy after the other side's end of stream, because
     #: this one cannot half-close (TLS).
     closing = False
+    #: Over TLS: the handshake has finished.
+    handshakeDone = False
+    #: Over TLS: L{close} was called before the handshake had finished.
+    _closeAfterHandshake = False
+
+    def handshakeCompleted(self) -> None:
+        self.handshakeDone = True
+        if self._closeAfterHandshake:
+            self._closeAfterHandshake = False
+            self.transport.loseConnection()
+
+    def close(self) -> None:
+        """
+        Close cleanly once everything written has been sent.  Over TLS, not
+        before the handshake has finished: Twisted's TLS transport aborts a
+        connection closed mid-handshake, and what the peer would have sent
+        (its answer to a client that sent nothing and half-closed) is lost.
+        """
+        if not self.handshakeDone and ISSLTransport.providedBy(self.transport):
+            self._closeAfterHandshake = True
+        else:
+            self.transport.loseConnection()
+
+    def watchForReset(self) -> None:
+        """
+        This side's socket is not being read: check it for a reset, which
+        then aborts its connection (and so the other's).
+        """
+        sock = socketOf(self.transport)
+        if sock is not None:
+            self.connection.factory._resetWatch.watch(self, sock, self._reset)
+
+    def _reset(self, reason: Failure) -> None:
+        if not self.lost:
+            abortNow(self.transport)
 
     def link(self, peer: _ProxySide) -> None:
         """
@@ -165,7 +215,7 @@ class _ProxySide(Protocol):
         self.readDone = True
         peer = self.peer
         if peer is None or peer.lost:
-            self.transport.loseConnection()
+            self.close()
             return
         # A paused producer would keep the half-close from ever happening.
         peer.transport.unregisterProducer()
@@ -178,16 +228,19 @@ class _ProxySide(Protocol):
             # forwarded, with backpressure; once it has gone, sideLost
             # closes this side.
             peer.closing = True
-            transport.loseConnection()
+            peer.close()
         self.connection.maybeClose()
+        if not (self.lost or self.transport.disconnecting):
+            # Twisted reads no more after an end of stream.
+            self.watchForReset()
 
     def writeConnectionLost(self) -> None:
         self.writeDone = True
         self.connection.maybeClose()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = True
-        self.connection.sideLost(self)
+        self.connection.sideLost(self, reason)
 
 
 class _ClientSide(_ProxySide):
@@ -301,7 +354,11 @@ class _Connection:
             # Nothing has been read from either side yet, so nothing is
             # buffered that would have to go first.
             self.splice = Splice.start(
-                self.client.transport, upstream.transport, self, self.factory._pipes
+                self.client.transport,
+                upstream.transport,
+                self,
+                self.factory._pipes,
+                self.factory._resetWatch,
             )
             if self.splice is not None:
                 self.statistics.path = "spliced"
@@ -397,11 +454,16 @@ class _Connection:
                     # to be unregistered before closing: with both directions
                     # done, nothing more will be written, so let go first.
                     side.transport.unregisterProducer()
-                    side.transport.loseConnection()
+                    side.close()
 
-    def sideLost(self, side: _ProxySide) -> None:
+    def sideLost(self, side: _ProxySide, reason: Failure) -> None:
         if self.statistics.ended is not None:
             return
+        self.factory._resetWatch.unwatch(side)
+        if side is self.client:
+            # The client is gone: its slot is free, even if the upstream
+            # side takes a while to close.
+            self.factory.limits.release(self)
         if self.splice is not None:
             self.splice.stop()
         other = self.upstream if side is self.client else self.client
@@ -416,6 +478,14 @@ class _Connection:
             self._cancelConnecting()
         if other is not None and not other.lost:
             other.transport.unregisterProducer()
+            if not (
+                reason.check(ConnectionDone) or (side.closing and side.handshakeDone)
+            ):
+                # A reset (or any error) is passed on as a reset, so that a
+                # truncated stream does not look complete.  (A TLS peer that
+                # the proxy was closing may end without answering.)
+                abortNow(other.transport)
+                return
             if not other.readDone:
                 # The lost side's transport may have paused this one's
                 # reading and will never resume it; closing may need to read
@@ -423,7 +493,7 @@ class _Connection:
                 # has nowhere to go, so read and drop it.
                 other.readDone = True
                 other.transport.resumeProducing()
-            other.transport.loseConnection()
+            other.close()
             return
         if self._idle is not None:
             self._idle.cancel()
@@ -533,6 +603,7 @@ class ProxyFactory(ServerFactory):
         #: Empty pipes for the next spliced connections; closed when the
         #: factory stops.
         self._pipes = PipePool()
+        self._resets: Optional[ResetWatch] = None
 
     @classmethod
     def forEndpoint(
@@ -583,9 +654,11 @@ class ProxyFactory(ServerFactory):
     @property
     def connections(self) -> int:
         """
-        The number of open proxied connections.
+        The number of proxied connections whose client is still connected:
+        what C{maxConnections} counts.  A connection stops counting when its
+        client side has closed, even if its upstream side is still closing.
         """
-        return len(self.limits)
+        return len(self.limits.counted)
 
     @property
     def reactor(self) -> IReactorTime:
@@ -598,6 +671,16 @@ class ProxyFactory(ServerFactory):
             # installs one), then kept.
             self._reactor = getReactor(None)
         return self._reactor
+
+    @property
+    def _resetWatch(self) -> ResetWatch:
+        """
+        The sockets of this factory's connections that are not being read
+        (paused, or after their end of stream), checked for a reset.
+        """
+        if self._resets is None:
+            self._resets = ResetWatch(self.reactor)
+        return self._resets
 
     def _directAddress(self) -> Optional[Tuple[str, int]]:
         """

@@ -24,6 +24,10 @@ not part of Twisted's public interface:
     C{AsyncioSelectorReactor} runs on, on which C{fromAsyncIterable} runs
     asyncio coroutines.
 
+And one behaviour: C{tcp.Connection.connectionLost} does nothing when
+called a second time (it checks that its C{socket} is still there), which
+L{abortNow} relies on.
+
 How C{twisted.web} is built, which C{FileResource} relies on, is in its own
 module, C{_twistedweb}, with its own test.
 
@@ -39,8 +43,12 @@ import os
 import sys
 from typing import Any, Optional
 
+from twisted.internet.error import ConnectionAborted
+from twisted.python.failure import Failure
+
 __all__ = [
     "CHECKED_VERSIONS",
+    "abortNow",
     "asyncioLoop",
     "isRegistered",
     "isTCPTransport",
@@ -168,3 +176,27 @@ def asyncioLoop(reactor: object) -> Optional[Any]:
     does); else L{None}.
     """
     return getattr(reactor, "_asyncioEventloop", None)
+
+
+def abortNow(transport: Any) -> None:
+    """
+    Abort C{transport}'s connection (with a reset, dropping what it has
+    not sent) and report it lost now, not on the reactor's next turn as
+    C{abortConnection} does: once the reactor is shutting down there is
+    no next turn, and the connection would never be reported lost.
+
+    Reported lost by calling the C{twisted.internet.tcp} transport's
+    C{connectionLost} (under a protocol wrapper such as TLS, if need be),
+    as the reactor would; the call C{abortConnection} scheduled then does
+    nothing.  Any other transport is only asked to abort.
+    """
+    transport.abortConnection()
+    lowest = transport
+    for _ in range(4):
+        if isTCPTransport(lowest):
+            lowest.connectionLost(Failure(ConnectionAborted()))
+            return
+        # A protocol wrapper is the protocol of the transport under it.
+        lowest = getattr(lowest, "transport", None)
+        if lowest is None:
+            return

@@ -18,14 +18,17 @@ from twisted.internet.endpoints import (
     UNIXClientEndpoint,
     connectProtocol,
 )
-from twisted.internet.protocol import Factory
+from twisted.internet.error import ConnectionAborted, ConnectionLost
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 import twisted
 from twisted_streaming import FileSender, StreamProtocol
 from twisted_streaming._transportinternals import (
     CHECKED_VERSIONS,
+    abortNow,
     asyncioLoop,
     isRegistered,
     isTCPTransport,
@@ -50,12 +53,17 @@ class _End(StreamProtocol):
         super().__init__()
         self.received = 0
         self.made: Deferred[None] = Deferred()
+        self.reasons: List[Failure] = []
 
     def connectionMade(self) -> None:
         self.made.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reasons.append(reason)
+        super().connectionLost(reason)
 
 
 class TransportInternalsTests(TestCase):
@@ -167,6 +175,51 @@ class TransportInternalsTests(TestCase):
         self.assertTrue(writeClosing(transport))
         self.assertTrue(transport._writeDisconnected)
 
+    async def test_abortNow(self) -> None:
+        """
+        C{abortNow} reports the connection lost (aborted) before it returns,
+        once only (the loss C{abortConnection} scheduled does nothing), and
+        the peer sees a reset.
+        """
+        client, server = await self.connection()
+        abortNow(client.transport)
+        self.assertTrue(client.lost.called)
+        await server.lost
+        for _ in range(2):
+            d: Deferred[None] = Deferred()
+            reactor.callLater(0, d.callback, None)
+            await d
+        self.assertEqual(len(client.reasons), 1)
+        self.assertTrue(client.reasons[0].check(ConnectionAborted))
+        self.assertTrue(server.reasons[0].check(ConnectionLost))
+        self.assertFalse(server.reasons[0].check(ConnectionAborted))
+
+    async def test_abortNowThroughTLS(self) -> None:
+        """
+        Through a TLS transport, C{abortNow} reports the loss at once too
+        (as TLS reports it: lost, not aborted).
+        """
+        from twisted.internet import ssl
+        from twisted.internet.endpoints import wrapClientTLS
+
+        from twisted_streaming.test.test_faults import selfSignedPEM
+
+        server = _End()
+        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
+        port = reactor.listenSSL(
+            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        client = _End()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
+        await server.made
+        abortNow(client.transport)
+        self.assertTrue(client.lost.called)
+        await server.lost
+        self.assertEqual(len(client.reasons), 1)
+        self.assertTrue(client.reasons[0].check(ConnectionLost))
+
     async def test_zeroCopySocket(self) -> None:
         """
         A plain TCP or UNIX transport gives its socket; one with file
@@ -238,6 +291,7 @@ class TransportInternalsTests(TestCase):
 
     if skipTLS:
         test_isRegisteredThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
+        test_abortNowThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
         test_pendingBytes.skip = skipTLS  # type: ignore[attr-defined]
 
 
