@@ -49,20 +49,11 @@ test-examples: $(VENV)/.installed-test curl tar
 test-wheel: $(VENV)/.installed-test curl haproxy tar
 	PYTHON=$(PYTHON) .ci/test-wheel $(BIN)/python
 
-# The twisted.web tests use curl as the client, the PROXY protocol tests
-# HAProxy as a receiver: install them as root where apt-get can, as CI does;
-# the suite must not skip them there.
-curl haproxy:
-	@command -v $@ >/dev/null || { \
-	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        apt-get update -q && apt-get install -y -q --no-install-recommends $@; \
-	    else \
-	        echo "make test needs $@: install it (apt-get install $@)" >&2; exit 1; \
-	    fi; }
-
-# The tar tests read and write archives with GNU tar as the peer; the tar
-# benchmark compares with `tar -cf - DIR | socat`.  Installed like curl.
-tar socat:
+# The peers the tests and benchmarks run against: curl (the twisted.web
+# tests' client), HAProxy (the PROXY protocol tests' receiver), GNU tar (the
+# tar tests' peer), socat (the tar benchmark's anchor).  Installed as root
+# where apt-get can, as CI does; the suite must not skip their tests there.
+curl haproxy tar socat:
 	@command -v $@ >/dev/null && { [ $@ != tar ] || tar --version | grep -q 'GNU tar'; } || { \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	        apt-get update -q && apt-get install -y -q --no-install-recommends $@; \
