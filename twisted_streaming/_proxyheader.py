@@ -21,8 +21,9 @@ __all__ = ["VERSIONS", "proxyHeader", "sendFirst"]
 VERSIONS = ("v1", "v2")
 
 _V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
-#: Version 2, command PROXY.
-_V2_PROXY = 0x21
+#: Version 2, command PROXY (relayed: use the addresses that follow) or
+#: LOCAL (use the connection's own addresses).
+_V2_PROXY, _V2_LOCAL = 0x21, 0x20
 #: Address family and transport: TCP over IPv4, over IPv6, UNIX stream,
 #: and unspecified (the receiver ignores the addresses).
 _V2_TCP4, _V2_TCP6, _V2_UNIX, _V2_UNSPEC = 0x11, 0x21, 0x31, 0x00
@@ -45,7 +46,10 @@ def proxyHeader(version: str, source: IAddress, destination: IAddress) -> bytes:
 
     TCP over IPv4 and IPv6 is carried by both versions, UNIX sockets by
     version 2 only; anything else (and UNIX under version 1) is sent as
-    unknown, which a receiver takes as "use the connection's own address".
+    unknown (C{UNKNOWN}; version 2's C{LOCAL} command, as HAProxy sends it),
+    which a receiver takes as "use the connection's own address".  HAProxy
+    (2.6) refuses version 2's UNIX family: in front of it, a UNIX listener
+    sends version 1.
 
     @param version: C{"v1"} or C{"v2"}.
     @raise ValueError: For another version.
@@ -91,7 +95,9 @@ def proxyHeader(version: str, source: IAddress, destination: IAddress) -> bytes:
         family = _V2_UNIX
         body = struct.pack("!108s108s", _unixPath(source), _unixPath(destination))
     else:
-        family, body = _V2_UNSPEC, b""
+        # PROXY with an unspecified family may be refused (HAProxy does);
+        # LOCAL must be accepted.
+        return _V2_SIGNATURE + struct.pack("!BBH", _V2_LOCAL, _V2_UNSPEC, 0)
     return _V2_SIGNATURE + struct.pack("!BBH", _V2_PROXY, family, len(body)) + body
 
 

@@ -121,10 +121,13 @@ def parseReusePort(
 def reusePortDescription(description: str) -> Optional[str]:
     """
     The C{reuseport:} endpoint string for a C{tcp:} or C{tcp6:} one (same
-    port, interface and backlog), or L{None} if C{description} is of another
-    kind.
+    port, interface and backlog), kept inside C{haproxy:} if it is there;
+    L{None} if C{description} is of another kind.
     """
     kind, _, rest = description.partition(":")
+    if kind == "haproxy":
+        inner = reusePortDescription(rest)
+        return None if inner is None else f"haproxy:{inner}"
     if kind not in ("tcp", "tcp6"):
         return None
     if kind == "tcp6" and "interface=" not in rest:

@@ -95,13 +95,14 @@ def limitParameters(
 def withBacklog(description: str) -> str:
     """
     C{description}, a server endpoint string, with a listen backlog of
-    L{DEFAULT_BACKLOG} if it is a C{tcp:}, C{tcp6:} or C{unix:} one that
-    names none (Twisted's default of 50 overflows with a few hundred
-    simultaneous connections).
+    L{DEFAULT_BACKLOG} if it is a C{tcp:}, C{tcp6:}, C{ssl:} or C{unix:}
+    one (or C{haproxy:} around one) that names none (Twisted's default of
+    50 overflows with a few hundred simultaneous connections).
     """
-    if description.split(":", 1)[0] in ("tcp", "tcp6", "unix") and (
-        "backlog=" not in description
-    ):
+    kind, _, rest = description.partition(":")
+    if kind == "haproxy":
+        return f"haproxy:{withBacklog(rest)}"
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
         return f"{description}:backlog={DEFAULT_BACKLOG}"
     return description
 
@@ -120,8 +121,8 @@ class ServerOptions(usage.Options):
         [
             "reuse-port",
             None,
-            "Listen with SO_REUSEPORT (a tcp: endpoint), so that several "
-            "processes share the port.",
+            "Listen with SO_REUSEPORT (a tcp: endpoint, or haproxy:tcp:), so "
+            "that several processes share the port.",
         ],
     ]
     optParameters = [

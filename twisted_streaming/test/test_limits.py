@@ -98,6 +98,27 @@ class ConnectionLimitsTests(SynchronousTestCase):
         limits.remove(first)
         self.assertTrue(limits.admit(None))
 
+    def test_released(self) -> None:
+        """
+        A released connection no longer counts against the limit but is
+        still open (drained, closed on stop, waited for) until removed.
+        """
+        limits = ConnectionLimits(maxConnections=1)
+        first = Connection()
+        limits.add(first)
+        self.assertFalse(limits.admit(None))
+        limits.release(first)
+        limits.release(first)
+        self.assertTrue(limits.admit(None))
+        self.assertEqual((len(limits), len(limits.counted)), (1, 0))
+        empty = limits.whenEmpty()
+        limits.abortAll("shutdown")
+        self.assertEqual(first.calls, ["abort shutdown"])
+        self.assertNoResult(empty)
+        limits.remove(first)
+        self.successResultOf(empty)
+        self.assertEqual((len(limits), len(limits.counted)), (0, 0))
+
     def test_noLimit(self) -> None:
         """
         Without C{maxConnections} every client is admitted.

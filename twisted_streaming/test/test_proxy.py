@@ -877,6 +877,13 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         self.assertTrue(service.factory.zeroCopy)
         options = self.parse("-l", "tcp:1:backlog=7", "-c", "unix:/x")
         self.assertEqual(options["listen"], "tcp:1:backlog=7")
+        for listen, given in [
+            ("haproxy:tcp:8080", "haproxy:tcp:8080:backlog=1024"),
+            ("ssl:443:privateKey=k.pem", "ssl:443:privateKey=k.pem:backlog=1024"),
+            ("unix:/run/p.sock", "unix:/run/p.sock:backlog=1024"),
+            ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+        ]:
+            self.assertEqual(self.parse("-l", listen, "-c", "unix:/x")["listen"], given)
         self.assertIsNone(options["idle-timeout"])
         options = self.parse("-l", "tcp:1", "-c", "tcp:h:1", "--no-zero-copy")
         self.assertTrue(options["no-zero-copy"])

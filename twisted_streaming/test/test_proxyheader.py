@@ -8,6 +8,7 @@ endpoint and HAProxy itself, over real loopback connections.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 from typing import Any, List, Tuple
@@ -18,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
+    UNIXClientEndpoint,
     connectProtocol,
     serverFromString,
 )
@@ -157,10 +159,11 @@ class HeaderTests(SynchronousTestCase):
 
     def test_v2Unknown(self) -> None:
         """
-        Addresses of mixed or other families are sent as unspecified.
+        Addresses of mixed or other families are sent with the LOCAL
+        command (use the connection's addresses), as HAProxy sends them.
         """
         header = proxyHeader("v2", self.v4[0], self.v6[1])
-        self.assertEqual(len(header), 16)
+        self.assertEqual(header[12:], b"\x20\x00\x00\x00")
         self.assertEqual(
             parsed(header),
             (IPv4Address("TCP", "192.0.2.1", 1), IPv4Address("TCP", "192.0.2.2", 2)),
@@ -442,35 +445,64 @@ class TwistdTests(TestCase):
     async def test_haproxyReadsTheClientAddress(self) -> None:
         """
         HAProxy configured with C{accept-proxy} behind C{twistd stream-proxy
-        --send-proxy v1} (then v2) reads the client's address and port, and
-        the proxy's.
+        --send-proxy v1} and C{v2} reads the client's address and port, and
+        the proxy's, over IPv4 and IPv6.  From a UNIX listener, version 1
+        says C{UNKNOWN} and HAProxy takes the connection's own addresses
+        (it refuses version 2's UNIX family; see L{proxyHeader}).
         """
         upstream = self.haproxy()
-        for version in ("v1", "v2"):
-            process, stop = twistd(
-                self,
-                [
-                    "stream-proxy",
-                    "--listen",
-                    "tcp:0:interface=127.0.0.1",
-                    "--connect",
-                    f"tcp:127.0.0.1:{upstream}",
-                    "--send-proxy",
-                    version,
-                ],
-                rb"ProxyFactory starting on (\d+)",
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        unix = os.path.join(directory, "proxy-1.sock")
+        cases = [
+            ("v1", "tcp:0:interface=127.0.0.1", "127.0.0.1"),
+            ("v2", "tcp:0:interface=127.0.0.1", "127.0.0.1"),
+            ("v1", r"tcp6:0:interface=\:\:1", "::1"),
+            ("v2", r"tcp6:0:interface=\:\:1", "::1"),
+            ("v1", f"unix:{unix}", None),
+        ]
+        # Started together: each twistd takes a while to start.
+        started = []
+        for version, listen, _ in cases:
+            started.append(
+                twistd(
+                    self,
+                    [
+                        "stream-proxy",
+                        "--listen",
+                        listen,
+                        "--connect",
+                        f"tcp:127.0.0.1:{upstream}",
+                        "--send-proxy",
+                        version,
+                    ],
+                    rb"ProxyFactory starting on (?:'[^']*proxy-)?(\d+)",
+                )
             )
+        for (version, _, host), (process, stop) in zip(cases, started):
             port = await process.port
             client = Answer()
-            await connectProtocol(
-                TCP4ClientEndpoint(reactor, "127.0.0.1", port), client
-            )
+            if host is None:
+                endpoint: Any = UNIXClientEndpoint(reactor, unix)
+            elif host == "::1":
+                endpoint = TCP6ClientEndpoint(reactor, host, port)
+            else:
+                endpoint = TCP4ClientEndpoint(reactor, host, port)
+            await connectProtocol(endpoint, client)
             answer = await client.done
-            me: Any = client.address
-            self.assertTrue(
-                answer.endswith(b"127.0.0.1 %d 127.0.0.1 %d" % (me.port, port)),
-                answer,
-            )
+            if host is None:
+                # The proxy's own connection to HAProxy.
+                expected = rb"127\.0\.0\.1 \d+ 127\.0\.0\.1 %d$" % (upstream,)
+            else:
+                me: Any = client.address
+                expected = rb"%s %d %s %d$" % (
+                    host.encode(),
+                    me.port,
+                    host.encode(),
+                    port,
+                )
+            self.assertRegex(answer, expected, version)
+            self.assertIn(b" 200 ", answer.split(b"\r\n", 1)[0])
             await stop()
 
     test_haproxyReadsTheClientAddress.skip = skipHAProxy  # type: ignore[attr-defined]

@@ -131,7 +131,12 @@ class DescriptionTests(SynchronousTestCase):
             reusePortDescription(r"tcp6:80:interface=\:\:1"),
             r"reuseport:80:interface=\:\:1",
         )
+        self.assertEqual(
+            reusePortDescription("haproxy:tcp:80:backlog=9"),
+            "haproxy:reuseport:80:backlog=9",
+        )
         self.assertIsNone(reusePortDescription("unix:/tmp/x"))
+        self.assertIsNone(reusePortDescription("haproxy:unix:/tmp/x"))
 
     def test_options(self) -> None:
         """
@@ -144,6 +149,11 @@ class DescriptionTests(SynchronousTestCase):
         proxyOptions = proxytap.Options()
         proxyOptions.parseOptions(["-l", "tcp:80", "-c", "tcp:h:1", "--reuse-port"])
         self.assertEqual(proxyOptions["listen"], "reuseport:80:backlog=1024")
+        proxyOptions = proxytap.Options()
+        proxyOptions.parseOptions(
+            ["-l", "haproxy:tcp:80", "-c", "tcp:h:1", "--reuse-port"]
+        )
+        self.assertEqual(proxyOptions["listen"], "haproxy:reuseport:80:backlog=1024")
         for args in (
             ["--port", "unix:/tmp/x", "--reuse-port"],
             ["--port", "systemd:domain=INET:index=0", "--reuse-port"],
