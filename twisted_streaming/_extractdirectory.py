@@ -232,7 +232,7 @@ class ExtractDirectory(_NoData):
             self._pending: Set[Deferred[Any]] = set()
             # (path, mode, mtime) of every directory, set at the end.
             self._directories: List[Tuple[str, int, Optional[float]]] = []
-            self._completion = Completion()
+            self._completion: Completion[Any] = Completion()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}>"
@@ -344,7 +344,7 @@ class ExtractDirectory(_NoData):
             disk, or fails with the first error writing a file, or with the
             reason given to L{abort}.
         """
-        return self._root._completion.deferred()
+        return self._root._completion.whenDone()
 
     def abort(self, reason: Failure) -> None:
         """
@@ -358,7 +358,7 @@ class ExtractDirectory(_NoData):
             if isinstance(child, _ExtractedFile) and not child.finished:
                 child.finish()
             node = child if isinstance(child, ExtractDirectory) else None
-        root._completion.complete(reason)
+        root._completion.fire(reason)
 
     # Internals
 
@@ -381,12 +381,12 @@ class ExtractDirectory(_NoData):
                 if mtime is not None:
                     os.utime(path, (mtime, mtime))
         except OSError:
-            self._completion.complete(Failure())
+            self._completion.fire(Failure())
             return
-        self._completion.complete(self.extracted)
+        self._completion.fire(self.extracted)
 
     def _writeFailed(self, reason: Failure) -> None:
-        self._completion.complete(reason.value.subFailure)  # type: ignore[union-attr]
+        self._completion.fire(reason.value.subFailure)  # type: ignore[union-attr]
 
     def _parentOf(self, parts: List[str], name: str) -> str:
         """

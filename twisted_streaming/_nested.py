@@ -314,7 +314,7 @@ class NestedWriter(NestedNode):
         self._stack = ProducerStack(consumer)
         super().__init__(None, None, name)
         self._failure: Optional[Failure] = None
-        self._completion = Completion()
+        self._completion: Completion[Any] = Completion()
 
     # For subclasses
 
@@ -349,7 +349,7 @@ class NestedWriter(NestedNode):
         """
         if self._failure is None:
             self._failure = failureWithContext(error, where, self.bytesWritten, 0)
-            self._completion.complete(self._failure)
+            self._completion.fire(self._failure)
         raise error
 
     def finish(self) -> None:
@@ -370,7 +370,7 @@ class NestedWriter(NestedNode):
                 consumer.finish()
             except Exception as error:
                 self._failed(error, self)
-        self._completion.complete(self.bytesWritten)
+        self._completion.fire(self.bytesWritten)
 
     def whenFinished(self) -> Deferred[int]:
         """
@@ -379,7 +379,7 @@ class NestedWriter(NestedNode):
             error, in a L{ContextFailure <twisted_streaming.ContextFailure>}
             whose C{tagPath} names the child it happened in.
         """
-        return self._completion.deferred()
+        return self._completion.whenDone()
 
 
 def _join(parent: str, tag: Optional[str]) -> str:

@@ -134,7 +134,7 @@ class NestedReader:
         self._inputEnded = False
         self._streamEnded = False
         self._done = False
-        self._completion = Completion()
+        self._completion: Completion[Any] = Completion()
 
     def __repr__(self) -> str:
         name = f" {self.name!r}" if self.name else ""
@@ -172,7 +172,7 @@ class NestedReader:
             and the handler finished (if it has C{finish}); or fails with
             the reader's error.
         """
-        return self._completion.deferred()
+        return self._completion.whenDone()
 
     # IConsumer
 
@@ -373,7 +373,7 @@ class NestedReader:
                     failureWithContext(error, self, self.position, self.children)
                 )
                 return
-        self._completion.complete(self.children)
+        self._completion.fire(self.children)
 
     def _regulate(self) -> None:
         up = self._up
@@ -446,5 +446,5 @@ class NestedReader:
                 abort(reason)
             except Exception:
                 _log.failure("Aborting {handler!r} failed", handler=self.handler)
-        if not self._completion.complete(reason):
+        if not self._completion.fire(reason):
             _log.failure("Reading {reader!r} failed", reason, reader=self)
