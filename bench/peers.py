@@ -41,7 +41,7 @@ def which(command: str) -> Optional[str]:
 def ensure(*commands: str) -> Dict[str, Optional[str]]:
     """
     The path of each command, installing the missing ones with apt-get if
-    this process is root and apt-get is there; a line on standard error
+    this process is root and apt-get is there; a line on standard output
     says what was installed, or why not.
     """
     global _updated
@@ -49,20 +49,29 @@ def ensure(*commands: str) -> Dict[str, Optional[str]]:
     if missing:
         packages = sorted({PACKAGES[c] for c in missing})
         if os.geteuid() == 0 and shutil.which("apt-get"):
-            sys.stderr.write(f"installing {' '.join(packages)} with apt-get\n")
-            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            sys.stdout.write(f"installing {' '.join(packages)} with apt-get\n")
+            quiet = subprocess.DEVNULL
             if not _updated:
-                subprocess.run(["apt-get", "update", "-q"], check=False, **quiet)
+                subprocess.run(
+                    ["apt-get", "update", "-q"], check=False, stdout=quiet, stderr=quiet
+                )
                 _updated = True
             subprocess.run(
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
-                + packages,
+                [
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    *packages,
+                ],
                 check=False,
                 env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-                **quiet,
+                stdout=quiet,
+                stderr=quiet,
             )
         else:
-            sys.stderr.write(
+            sys.stdout.write(
                 f"not root or no apt-get: {' '.join(packages)} not installed "
                 f"(apt-get install {' '.join(packages)})\n"
             )
@@ -75,7 +84,9 @@ def freePort() -> int:
         return int(s.getsockname()[1])
 
 
-def waitListening(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+def waitListening(
+    port: int, process: subprocess.Popen[bytes], seconds: float = 30
+) -> None:
     """
     Wait until something accepts connections on C{port}, failing if
     C{process} ends first.
