@@ -84,6 +84,17 @@ def freePort() -> int:
         return int(s.getsockname()[1])
 
 
+def peakRss(pid: int) -> int:
+    """
+    The peak resident set size of process C{pid}, in bytes.
+    """
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def waitListening(
     port: int, process: subprocess.Popen[bytes], seconds: float = 30
 ) -> None:
@@ -133,6 +144,9 @@ class Server:
             total += times.user + times.system
             total += times.children_user + times.children_system
         return total
+
+    def peakRss(self) -> int:
+        return peakRss(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
