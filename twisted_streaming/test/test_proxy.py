@@ -15,6 +15,7 @@ from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
     connectProtocol,
     wrapClientTLS,
 )
@@ -774,6 +775,29 @@ class TimeoutAndLimitTests(SynchronousTestCase):
             connection = client.protocol.connection
             self.assertIs(connection._connecting, None)
 
+    def test_directConnectForTCPEndpoints(self) -> None:
+        """
+        A plain TCP endpoint to an IP address (as C{clientFromString} makes
+        for C{tcp:}) is connected to with its reactor's C{connectTCP} too,
+        with its bind address and the shorter of its timeout and the
+        connect timeout; one to a name, or any other endpoint, is not.
+        """
+        clock = MemoryReactorClock()
+        endpoint = TCP6ClientEndpoint(clock, "::1", 4321, 9, ("::1", 0))
+        factory = ProxyFactory.forEndpoint(endpoint, reactor=clock, connectTimeout=5)
+        self.connect(factory)
+        [(host, port, _, timeout, bind)] = clock.tcpClients
+        self.assertEqual((host, port, timeout, bind), ("::1", 4321, 5, ("::1", 0)))
+
+        endpoint4 = TCP4ClientEndpoint(clock, "127.0.0.1", 4322, 3)
+        factory = ProxyFactory.forEndpoint(endpoint4, reactor=clock, connectTimeout=5)
+        self.connect(factory)
+        self.assertEqual(clock.tcpClients[1][1::2], (4322, 3))
+
+        for other in (TCP4ClientEndpoint(clock, "localhost", 1), FakeEndpoint()):
+            factory = ProxyFactory.forEndpoint(other, reactor=clock)
+            self.assertIsNone(factory._directAddress())
+
     def test_directConnectTimeout(self) -> None:
         """
         The reactor's connector timing out is reported as a connect timeout,
@@ -842,10 +866,11 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
     def test_connectTimeoutOverEndpointDefault(self) -> None:
         """
         C{--connect-timeout} longer than a C{tcp:} endpoint's default of 30
-        seconds is the one that applies, once (before, the endpoint gave up
-        after 30 seconds whatever it said).
+        seconds is the one that applies, once and exactly, as the timeout of
+        the reactor's connector (before, the endpoint gave up after 30
+        seconds whatever it said).
         """
-        for given, endpointTimeout, timers in (("60", 60, 0), ("2.5", 3, 1)):
+        for given, endpointTimeout, timers in (("60", 60, 0), ("2.5", 2.5, 0)):
             reactor = MemoryReactorClock()
             options = self.parse(
                 "--listen", "tcp:0", "--connect", "tcp:127.0.0.1:9",
