@@ -496,10 +496,17 @@ class _Connection:
         self._idle = None
         self.statistics.ended = self.factory.reactor.seconds()
         stats = self.statistics
+        client = self.client.transport.getPeer()
+        # The text is made here, once, with an f-string: Twisted's formatter
+        # (string.Formatter over the event) took a tenth of a short
+        # connection's CPU time for five fields.  The fields stay in the
+        # event for observers that keep them (JSON, filters).
         _log.info(
-            "Proxied {client}: {up} bytes up, {down} bytes down in "
-            "{duration:.3f}s ({reason})",
-            client=self.client.transport.getPeer(),
+            "Proxied {summary}",
+            summary=f"{client}: {stats.bytesToUpstream} bytes up, "
+            f"{stats.bytesToClient} bytes down in {stats.duration:.3f}s "
+            f"({stats.reason})",
+            client=client,
             up=stats.bytesToUpstream,
             down=stats.bytesToClient,
             duration=stats.duration,

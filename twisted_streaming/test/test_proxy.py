@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import random
 import signal
-from typing import Any, Callable, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor as _globalReactor
@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEnd
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -666,6 +667,31 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         connection.upstream.connectionLost(Failure(Exception("gone")))
         self.assertEqual(self.done[0].ended, 1002.5)
         self.assertEqual(self.done[0].duration, 2.5)
+
+    def test_logLine(self) -> None:
+        """
+        A connection ends with one log line saying what it did, whose event
+        keeps each figure as a field of its own.
+        """
+        factory = ProxyFactory.forEndpoint(FakeEndpoint(), reactor=self.clock)
+        transport = self.connect(factory)
+        connection = transport.protocol.connection
+        connection.client.dataReceived(b"abc")
+        events: List[Dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        connection.client.connectionLost(Failure(Exception("gone")))
+        connection.upstream.connectionLost(Failure(Exception("gone")))
+        [event] = [e for e in events if e["log_format"].startswith("Proxied")]
+        self.assertEqual(
+            formatEvent(event),
+            f"Proxied {transport.getPeer()}: 3 bytes up, 0 bytes down in "
+            "0.000s (client lost)",
+        )
+        self.assertEqual(
+            [event[k] for k in ("client", "up", "down", "duration", "reason")],
+            [transport.getPeer(), 3, 0, 0, "client lost"],
+        )
 
     def test_connectTimeoutAppliedOnce(self) -> None:
         """
