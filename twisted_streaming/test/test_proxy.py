@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEnd
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -678,8 +678,9 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         connection = transport.protocol.connection
         connection.client.dataReceived(b"abc")
         events: List[Dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         connection.client.connectionLost(Failure(Exception("gone")))
         connection.upstream.connectionLost(Failure(Exception("gone")))
         [event] = [e for e in events if e["log_format"].startswith("Proxied")]
