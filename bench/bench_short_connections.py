@@ -89,7 +89,7 @@ def startRoutes(upstream: int) -> Dict[str, Optional[peers.Server]]:
         port,
     )
     if peers.which("haproxy"):
-        routes["haproxy, splice-auto"] = peers.haproxy(upstream, splice=True)
+        routes["haproxy, splice-auto"] = peers.haproxy(upstream, "auto")
     else:
         sys.stdout.write("haproxy: not installed, left out\n")
     return routes

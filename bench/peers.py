@@ -24,6 +24,7 @@ PACKAGES: Dict[str, str] = {
     "socat": "socat",
     "nginx": "nginx-light",
     "ab": "apache2-utils",
+    "strace": "strace",
 }
 
 _updated = False
@@ -175,10 +176,28 @@ listen bench
 """
 
 
-def haproxy(upstream: int, splice: bool) -> Server:
+#: The HAProxy options for each splice mode of L{haproxy}.
+SPLICE_OPTIONS = {
+    "auto": "option splice-auto",
+    "always": "option splice-request\n    option splice-response",
+    "never": "",
+}
+
+
+#: The HAProxy rows of the benchmarks, and their splice modes.
+HAPROXY_ROUTES = {
+    "haproxy, splice": "always",
+    "haproxy, splice-auto": "auto",
+    "haproxy, no splice": "never",
+}
+
+
+def haproxy(upstream: int, splice: str) -> Server:
     """
     HAProxy in TCP mode, one process of one thread, forwarding to
-    C{upstream}, with C{option splice-auto} or without.
+    C{upstream}; C{splice} is C{"auto"} (C{option splice-auto}, which
+    splices when its heuristics think it pays), C{"always"} (C{option
+    splice-request} and C{splice-response}) or C{"never"}.
     """
     directory = tempfile.mkdtemp(prefix="bench-haproxy-")
     port = freePort()
@@ -188,7 +207,7 @@ def haproxy(upstream: int, splice: bool) -> Server:
             HAPROXY_CONFIG.format(
                 port=port,
                 upstream=upstream,
-                splice="option splice-auto" if splice else "",
+                splice=SPLICE_OPTIONS[splice],
             )
         )
     command = which("haproxy")
