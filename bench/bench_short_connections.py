@@ -4,7 +4,7 @@ from nginx without keep-alive, through C{twistd stream-proxy}, C{twistd
 portforward} and HAProxy, and directly, in one run.
 
     python -m bench.bench_short_connections [--quick] [--requests N]
-        [--concurrency N] [--runs N]
+        [--concurrency N] [--runs N] [--profile]
 
 Each party is a process of its own: nginx (one process), the proxy (one
 process: twistd logging to a file, as a service would; HAProxy with one
@@ -14,6 +14,10 @@ per request, the median of the runs, the routes taken in turn in each run
 so that a busy moment of the machine is shared out.  nginx, ab and HAProxy
 are installed with apt-get when missing and this runs as root; a route
 whose program is missing is left out, with a message.
+
+With C{--profile}, only C{twistd stream-proxy} runs, under cProfile
+(C{twistd --profile --profiler cprofile --savestats}), for one ab run; the
+profile's top entries, by own time and by cumulative time, are printed.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import pstats
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from bench import peers
@@ -59,14 +65,14 @@ def ab(port: int, requests: int, concurrency: int) -> Tuple[float, int]:
     return float(rate.group(1)), int(failed.group(1))
 
 
-def startRoutes(upstream: int) -> Dict[str, Optional[peers.Server]]:
+def streamProxy(upstream: int, *twistdOptions: str) -> peers.Server:
     """
-    Every route to nginx: direct, then each proxy whose program is here.
+    C{twistd stream-proxy} forwarding to C{upstream}.
     """
-    routes: Dict[str, Optional[peers.Server]] = {"direct (nginx)": None}
     port = peers.freePort()
-    routes["twistd stream-proxy"] = peers.twistd(
+    return peers.twistd(
         [
+            *twistdOptions,
             "stream-proxy",
             "--listen",
             f"tcp:{port}:interface=127.0.0.1:backlog=1024",
@@ -75,6 +81,37 @@ def startRoutes(upstream: int) -> Dict[str, Optional[peers.Server]]:
         ],
         port,
     )
+
+
+def profile(upstream: int, requests: int, concurrency: int) -> None:
+    """
+    Print the top of C{twistd stream-proxy}'s profile under one ab run.
+    """
+    handle, path = tempfile.mkstemp(prefix="bench-profile-")
+    os.close(handle)
+    try:
+        server = streamProxy(
+            upstream, "--profile", path, "--profiler", "cprofile", "--savestats"
+        )
+        try:
+            rate, _ = ab(server.port, requests, concurrency)
+        finally:
+            # On SIGTERM twistd stops its reactor and writes the profile.
+            server.stop()
+        sys.stdout.write(f"ab -n {requests} -c {concurrency}: {rate:.0f} requests/s\n")
+        stats = pstats.Stats(path, stream=sys.stdout)
+        stats.strip_dirs().sort_stats("tottime").print_stats(15)
+        stats.sort_stats("cumulative").print_stats(30)
+    finally:
+        os.unlink(path)
+
+
+def startRoutes(upstream: int) -> Dict[str, Optional[peers.Server]]:
+    """
+    Every route to nginx: direct, then each proxy whose program is here.
+    """
+    routes: Dict[str, Optional[peers.Server]] = {"direct (nginx)": None}
+    routes["twistd stream-proxy"] = streamProxy(upstream)
     port = peers.freePort()
     routes["twistd portforward"] = peers.twistd(
         [
@@ -101,6 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--profile", action="store_true", help="profile ours")
     args = parser.parse_args(argv)
     requests = args.requests or (1000 if args.quick else 4000)
     runs = args.runs or (1 if args.quick else 3)
@@ -111,6 +149,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         out("nginx or ab missing: no short-connection benchmark (run as root)\n")
         return
     upstream = peers.nginx({FILE: os.urandom(1024)})
+    if args.profile:
+        try:
+            profile(upstream.port, requests, args.concurrency)
+        finally:
+            upstream.stop()
+        return
     routes: Dict[str, Optional[peers.Server]] = {}
     samples: Dict[str, List[Tuple[float, float, int]]] = {}
     try:
