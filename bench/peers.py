@@ -96,6 +96,19 @@ def peakRss(pid: int) -> int:
     return 0
 
 
+def stopProcess(process: subprocess.Popen[bytes]) -> None:
+    """
+    Terminate C{process} and reap it; kill it if it will not go.
+    """
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    process.wait(timeout=30)
+
+
 def waitListening(
     port: int, process: subprocess.Popen[bytes], seconds: float = 30
 ) -> None:
@@ -150,13 +163,7 @@ class Server:
         return peakRss(self.process.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stopProcess(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -201,20 +201,7 @@ class TransportInternalsTests(TestCase):
         Through a TLS transport, C{abortNow} reports the loss at once too
         (as TLS reports it: lost, not aborted).
         """
-        from twisted.internet import ssl
-        from twisted.internet.endpoints import wrapClientTLS
-
-        from twisted_streaming.test.test_faults import selfSignedPEM
-
-        server = _End()
-        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
-        port = reactor.listenSSL(
-            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
-        )
-        self.addCleanup(port.stopListening)
-        client = _End()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
+        client, server = await self.tlsConnection()
         await server.made
         abortNow(client.transport)
         self.assertTrue(client.lost.called)
