@@ -19,6 +19,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (
     IConsumer,
     IHalfCloseableDescriptor,
+    IHandshakeListener,
     IPullProducer,
     IPushProducer,
     ISSLTransport,
@@ -1151,13 +1152,19 @@ class FakeConnection:
 class FakeTLSConnection(FakeConnection):
     """
     A L{FakeConnection} that says it is TLS, which cannot half-close, so the
-    proxy closes it instead.
+    proxy closes it instead; its handshake completes on the turn after it
+    connects (the proxy does not close it before).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Only said: the proxy asks whether a transport is TLS, nothing more.
         alsoProvides(self, ISSLTransport)
+
+    def connect(self, protocol: Any) -> None:
+        super().connect(protocol)
+        if IHandshakeListener.providedBy(protocol):
+            self._later(protocol.handshakeCompleted)
 
 
 @implementer(IStreamClientEndpoint)

@@ -15,18 +15,23 @@ from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
     UNIXClientEndpoint,
     connectProtocol,
 )
-from twisted.internet.protocol import Factory
+from twisted.internet.error import ConnectionAborted, ConnectionLost
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 import twisted
 from twisted_streaming import FileSender, StreamProtocol
 from twisted_streaming._transportinternals import (
     CHECKED_VERSIONS,
+    abortNow,
     asyncioLoop,
+    connectTCPArguments,
     isRegistered,
     isTCPTransport,
     markWriteDisconnected,
@@ -50,12 +55,17 @@ class _End(StreamProtocol):
         super().__init__()
         self.received = 0
         self.made: Deferred[None] = Deferred()
+        self.reasons: List[Failure] = []
 
     def connectionMade(self) -> None:
         self.made.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reasons.append(reason)
+        super().connectionLost(reason)
 
 
 class TransportInternalsTests(TestCase):
@@ -167,6 +177,38 @@ class TransportInternalsTests(TestCase):
         self.assertTrue(writeClosing(transport))
         self.assertTrue(transport._writeDisconnected)
 
+    async def test_abortNow(self) -> None:
+        """
+        C{abortNow} reports the connection lost (aborted) before it returns,
+        once only (the loss C{abortConnection} scheduled does nothing), and
+        the peer sees a reset.
+        """
+        client, server = await self.connection()
+        abortNow(client.transport)
+        self.assertTrue(client.lost.called)
+        await server.lost
+        for _ in range(2):
+            d: Deferred[None] = Deferred()
+            reactor.callLater(0, d.callback, None)
+            await d
+        self.assertEqual(len(client.reasons), 1)
+        self.assertTrue(client.reasons[0].check(ConnectionAborted))
+        self.assertTrue(server.reasons[0].check(ConnectionLost))
+        self.assertFalse(server.reasons[0].check(ConnectionAborted))
+
+    async def test_abortNowThroughTLS(self) -> None:
+        """
+        Through a TLS transport, C{abortNow} reports the loss at once too
+        (as TLS reports it: lost, not aborted).
+        """
+        client, server = await self.tlsConnection()
+        await server.made
+        abortNow(client.transport)
+        self.assertTrue(client.lost.called)
+        await server.lost
+        self.assertEqual(len(client.reasons), 1)
+        self.assertTrue(client.reasons[0].check(ConnectionLost))
+
     async def test_zeroCopySocket(self) -> None:
         """
         A plain TCP or UNIX transport gives its socket; one with file
@@ -238,6 +280,7 @@ class TransportInternalsTests(TestCase):
 
     if skipTLS:
         test_isRegisteredThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
+        test_abortNowThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
         test_pendingBytes.skip = skipTLS  # type: ignore[attr-defined]
 
 
@@ -258,3 +301,31 @@ class AsyncioLoopTests(TestCase):
         self.addCleanup(loop.close)
         self.assertIs(asyncioLoop(AsyncioSelectorReactor(loop)), loop)
         self.assertIsNone(asyncioLoop(reactor))
+
+
+class ConnectTCPArgumentsTests(TestCase):
+    """
+    L{connectTCPArguments} on the endpoints C{clientFromString} makes.
+    """
+
+    def test_tcpEndpoints(self) -> None:
+        """
+        A C{tcp:} endpoint string to an IPv4 or IPv6 address gives what its
+        endpoint passes to C{connectTCP}; to a name, or of another kind,
+        none.
+        """
+        from twisted.internet.endpoints import clientFromString
+
+        self.assertEqual(
+            connectTCPArguments(
+                clientFromString(
+                    reactor, "tcp:127.0.0.1:80:timeout=4:bindAddress=127.0.0.1"
+                )
+            ),
+            (reactor, "127.0.0.1", 80, 4, ("127.0.0.1", 0)),
+        )
+        six = TCP6ClientEndpoint(reactor, "::1", 81, 9)
+        self.assertEqual(connectTCPArguments(six), (reactor, "::1", 81, 9, None))
+        for other in ("tcp:localhost:80", "unix:/nowhere"):
+            self.assertIsNone(connectTCPArguments(clientFromString(reactor, other)))
+        self.assertIsNone(connectTCPArguments(TCP6ClientEndpoint(reactor, "x", 1)))
