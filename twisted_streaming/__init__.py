@@ -3,14 +3,18 @@ twisted_streaming: producers and consumers for Twisted that move a lot of data
 without eating memory, burning CPU or stalling the reactor.
 """
 
+from twisted_streaming._balance import Balance
+from twisted_streaming._broadcast import Broadcast
 from twisted_streaming._compression import Compress, Decompress
 from twisted_streaming._failure import ContextFailure
+from twisted_streaming._fanout import FanOutput
 from twisted_streaming._fileconsumer import FileConsumer
 from twisted_streaming._filesender import FileSender
 from twisted_streaming._flow import TurnLoop, turnLoop
 from twisted_streaming._framing import Frame, Unframe
 from twisted_streaming._hashing import HashStage
 from twisted_streaming._lines import LineJoiner, LineSplitter
+from twisted_streaming._merge import Merge, MergeInput
 from twisted_streaming._pipeline import pipeline
 from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
 from twisted_streaming._pulltopush import PullToPush
@@ -20,6 +24,7 @@ from twisted_streaming._version import __version__
 from twisted_streaming._web import FileResource
 from twisted_streaming.interfaces import (
     ConsumerFinished,
+    ConsumerTooSlow,
     IConsumer,
     IFinishableConsumer,
     IProducer,
@@ -30,11 +35,15 @@ from twisted_streaming.interfaces import (
 )
 
 __all__ = [
+    "Balance",
     "BasePushProducer",
+    "Broadcast",
     "Compress",
     "ConsumerFinished",
+    "ConsumerTooSlow",
     "ContextFailure",
     "Decompress",
+    "FanOutput",
     "FileConsumer",
     "FileResource",
     "FileSender",
@@ -47,6 +56,8 @@ __all__ = [
     "IPushProducer",
     "LineJoiner",
     "LineSplitter",
+    "Merge",
+    "MergeInput",
     "ProducerStateError",
     "ProducerStopped",
     "ProxyFactory",
