@@ -8,7 +8,7 @@ PORT ?= tcp:1234
 # Compat mode keeps the flat-layout dropin in twisted/plugins visible to twistd.
 EDITABLE := --config-settings editable_mode=compat -e
 
-.PHONY: run test test-trial test-pytest test-examples test-wheel curl lint typing docs bench clean
+.PHONY: run test test-trial test-pytest test-examples test-wheel curl tar socat lint typing docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,14 +39,14 @@ test-pytest: $(VENV)/.installed-test
 
 # The examples' tests: in the checkout only, as the examples are.  The
 # package `tests` in examples/ is found from there.
-test-examples: $(VENV)/.installed-test
+test-examples: $(VENV)/.installed-test curl tar
 	cd examples && $(abspath $(BIN))/python -m twisted.trial \
 	    --temp-directory=$(abspath $(VENV))/_trial_temp_examples tests
 	$(BIN)/pytest -q -p no:cacheprovider examples/tests
 
 # Build the wheel, install it into fresh virtualenvs outside the checkout,
 # and run the package's suite there (see .ci/test-wheel).
-test-wheel: $(VENV)/.installed-test curl
+test-wheel: $(VENV)/.installed-test curl tar
 	PYTHON=$(PYTHON) .ci/test-wheel $(BIN)/python
 
 # The twisted.web tests use curl as the client: install it as root where
@@ -59,6 +59,16 @@ curl:
 	        echo "make test needs curl: install it (apt-get install curl)" >&2; exit 1; \
 	    fi; }
 
+# The tar tests read and write archives with GNU tar as the peer; the tar
+# benchmark compares with `tar -cf - DIR | socat`.  Installed like curl.
+tar socat:
+	@command -v $@ >/dev/null && { [ $@ != tar ] || tar --version | grep -q 'GNU tar'; } || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get update -q && apt-get install -y -q --no-install-recommends $@; \
+	    else \
+	        echo "make needs $@ (GNU tar for tar): apt-get install $@" >&2; exit 1; \
+	    fi; }
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -69,7 +79,7 @@ typing: $(VENV)/.installed-test
 docs: $(VENV)/.installed-test
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-bench: $(VENV)/.installed-test curl
+bench: $(VENV)/.installed-test curl tar socat
 	$(BIN)/pip install --quiet $(EDITABLE) '.[bench]'
 	$(BIN)/python -m bench
 

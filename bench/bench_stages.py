@@ -132,18 +132,25 @@ def cpuSeconds() -> float:
 
 
 async def transfer(
-    reactor: Any, sink: Sink, stages: Optional[int], chunkSize: int, size: int
+    reactor: Any,
+    sink: Sink,
+    stages: Optional[int],
+    chunkSize: int,
+    size: int,
+    source: Any = None,
 ) -> Tuple[float, float]:
     """
     Send C{size} bytes in chunks of C{chunkSize}, directly if C{stages} is
-    L{None}, else through that many identity stages.
+    L{None}, else through that many identity stages, from C{source} (by
+    default L{Chunks}).
 
     @return: MB/s as the sink saw it, and this process's CPU seconds per GiB.
     """
     connection = Connection()
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", sink.port)
     await connectProtocol(endpoint, connection)
-    source = Chunks(b"x" * chunkSize, size // chunkSize)
+    if source is None:
+        source = Chunks(b"x" * chunkSize, size // chunkSize)
     began = cpuSeconds()
     if stages is None:
         done = source.startProducing(connection.transport)

@@ -177,17 +177,22 @@ class ZopeInterface(SphinxDirective):
 def _checkEveryPublicName(app: Sphinx) -> None:
     """
     Warn (an error under C{-W}, as C{make docs} builds) for each name of
-    C{twisted_streaming.__all__} that the API reference does not mention.
+    C{twisted_streaming.__all__}, and of the public modules' C{__all__},
+    that the API reference does not mention.
     """
+    from twisted_streaming import websocket
+
     with open(os.path.join(app.srcdir, "api.rst"), encoding="utf-8") as f:
         text = f.read()
-    for name in twisted_streaming.__all__:
-        if name != "__version__" and name not in text:
-            _logger.warning(
-                "twisted_streaming.%s is public but not in api.rst",
-                name,
-                location="api",
-            )
+    for module in (twisted_streaming, websocket):
+        for name in module.__all__:
+            if name != "__version__" and name not in text:
+                _logger.warning(
+                    "%s.%s is public but not in api.rst",
+                    module.__name__,
+                    name,
+                    location="api",
+                )
 
 
 def setup(app: Sphinx) -> None:

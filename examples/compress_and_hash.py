@@ -24,11 +24,8 @@ from typing import Any, List, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IConsumer
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory
 from twisted.internet.task import react
-from twisted.python.failure import Failure
 
 from twisted_streaming import (
     Compress,
@@ -36,36 +33,22 @@ from twisted_streaming import (
     FileConsumer,
     FileSender,
     HashStage,
+    StreamProtocol,
     pipeline,
 )
 
 
-class Connection(Protocol):
-    """
-    A connection that tells when it is closed.
-    """
-
-    transport: Any
-
-    def __init__(self) -> None:
-        self.lost: Deferred[None] = Deferred()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.lost.callback(None)
-
-
 async def send(reactor: Any, path: str, host: str, port: int) -> None:
-    connection = Connection()
+    connection = StreamProtocol()
     await connectProtocol(TCP4ClientEndpoint(reactor, host, port), connection)
     digest, compress = HashStage("sha256"), Compress()
+    # The connection's outgoing sink closes it once everything is sent.
     await pipeline(
         lambda consumer: FileSender().beginFileTransfer(path, consumer),
         digest,
         compress,
-        sink=connection.transport,
+        sink=connection.outgoing,
     )
-    # Close once the transport has written everything, and wait for that.
-    connection.transport.loseConnection()
     await connection.lost
     print(
         f"sent {digest.bytesIn} bytes as {compress.bytesOut} bytes,"
@@ -73,47 +56,25 @@ async def send(reactor: Any, path: str, host: str, port: int) -> None:
     )
 
 
-class Receive(Protocol):
+class Receive(StreamProtocol):
     """
     Decompress what the connection sends into C{path}; L{received} fires
     with the size once it is all on disk.
     """
 
-    transport: Any
-
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         self.digest = HashStage("sha256")
         self.received: Deferred[int] = Deferred()
 
     def connectionMade(self) -> None:
+        # The connection's incoming bytes are the source: the pipeline stops
+        # it reading when it is full, and it ends when the sender closes.
         sink = FileConsumer(self.path)
-        done = pipeline(self.startReading, Decompress(), self.digest, sink=sink)
+        done = pipeline(self.incoming, Decompress(), self.digest, sink=sink)
         done.addCallback(lambda _: sink.whenFinished())
         done.chainDeferred(self.received)
-
-    def startReading(self, consumer: IConsumer) -> Deferred[None]:
-        """
-        The pipeline's source: this connection, which the pipeline pauses
-        (stops reading) when it is full.  The Deferred fires at the end of
-        the stream.
-        """
-        self.consumer = consumer
-        consumer.registerProducer(self.transport, True)
-        self.ended: Deferred[None] = Deferred()
-        return self.ended
-
-    def dataReceived(self, data: bytes) -> None:
-        self.consumer.write(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.consumer.unregisterProducer()
-        if self.ended.called:
-            return  # The pipeline failed and closed the connection.
-        if reason.check(ConnectionDone):
-            self.ended.callback(None)
-        else:
-            self.ended.errback(reason)
 
 
 class ReceiveOnce(Factory):

@@ -10,58 +10,59 @@ prints C{upload-N.bin: SIZE bytes, sha256 HEX}.  Try it with
 C{nc -N 127.0.0.1 9000 < big.iso}.
 
 Memory stays bounded however fast the sender and however slow the disk: the
-connection is the file consumer's streaming producer, so the consumer stops
-reading the socket while a megabyte is waiting to be written, and TCP flow
-control slows the sender down.
+connection's incoming bytes are the source of a pipeline into the file
+consumer, which stops the connection reading the socket while a megabyte is
+waiting to be written, and TCP flow control slows the sender down.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 from typing import Any, List, Optional
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory
 from twisted.internet.task import react
 from twisted.python.failure import Failure
 
-from twisted_streaming import FileConsumer
+from twisted_streaming import FileConsumer, HashStage, StreamProtocol, pipeline
 
 
-class Upload(Protocol):
+class Upload(StreamProtocol):
     """
     Write what one connection sends to C{path}, hashing it on the way.
     """
 
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
-        self.digest = hashlib.sha256()
+        self.digest = HashStage("sha256")
 
     def connectionMade(self) -> None:
         self.file = FileConsumer(self.path)
-        # A slow disk pauses the transport: it stops reading the socket.
-        self.file.registerProducer(self.transport, True)
+        # A slow disk stops the connection reading the socket.
+        done = pipeline(self.incoming, self.digest, sink=self.file)
+        done.addCallbacks(self.saved, self.cutOff)
 
-    def dataReceived(self, data: bytes) -> None:
-        self.digest.update(data)
-        self.file.write(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.file.unregisterProducer()
-        self.file.finish()
+    def saved(self, size: int) -> None:
         # Report once everything is on disk.
-        saved = self.file.whenFinished()
-        if reason.check(ConnectionDone):
-            hexdigest = self.digest.hexdigest()
-            saved.addCallback(
-                lambda size: self.report(f"{size} bytes, sha256 {hexdigest}")
-            )
-        else:
-            saved.addCallback(lambda size: self.report(f"cut off after {size} bytes"))
-        saved.addErrback(lambda failure: self.report(failure.getErrorMessage()))
+        hexdigest = self.digest.hexdigest()
+        written = self.file.whenFinished()
+        written.addCallback(
+            lambda size: self.report(f"{size} bytes, sha256 {hexdigest}")
+        )
+        written.addErrback(self.failed)
+
+    def cutOff(self, reason: Failure) -> None:
+        # Reset, not closed: keep what arrived.
+        self.file.finish()
+        written = self.file.whenFinished()
+        written.addCallback(lambda size: self.report(f"cut off after {size} bytes"))
+        written.addErrback(self.failed)
+
+    def failed(self, reason: Failure) -> None:
+        self.report(reason.getErrorMessage())
 
     def report(self, message: str) -> None:
         print(f"{os.path.basename(self.path)}: {message}", flush=True)

@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from twisted.python.failure import Failure
 
-__all__ = ["ContextFailure", "chainOf", "failureWithContext"]
+__all__ = ["ContextFailure", "chainOf", "failureWithContext", "tagPathOf"]
 
 #: The most links followed either way when naming a chain; a chain longer
 #: than this (or a cycle) is cut short with C{"..."}.
@@ -47,6 +47,25 @@ def _links(start: object, seen: set[int], step: Callable[[object], Any]) -> List
         links.append(repr(link))
         link = step(link)
     return links
+
+
+def tagPathOf(where: object) -> Optional[str]:
+    """
+    The tag path of the nested stream C{where} is part of: its own
+    C{tagPath}, else that of the first link downstream of it that has one
+    (a producer writing to a child of an
+    L{INestedConsumer <twisted_streaming.INestedConsumer>} reaches the
+    child through its C{consumer}); L{None} if there is none.
+    """
+    link: Any = where
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen and len(seen) <= _MAX_LINKS:
+        seen.add(id(link))
+        tagPath = getattr(link, "tagPath", None)
+        if isinstance(tagPath, str) and tagPath:
+            return tagPath
+        link = _downstreamOf(link)
+    return None
 
 
 def chainOf(where: object) -> Tuple[str, ...]:
@@ -88,6 +107,11 @@ class ContextFailure(Failure):
         stream (items that are not bytes count as 1); L{None} likewise.
     @ivar item: A short, truncated C{repr} of the offending item; L{None}
         likewise.
+    @ivar tagPath: Where in a hierarchical stream the error happened: the
+        tag path of the child of an
+        L{INestedConsumer <twisted_streaming.INestedConsumer>} (or of the
+        member being read) that C{source} is, or writes to, such as
+        C{"archive.tar/photos/2026/img.jpg"}; L{None} outside one.
     """
 
     context: str
@@ -98,6 +122,7 @@ class ContextFailure(Failure):
     itemIndex: Optional[int] = None
     itemOffset: Optional[int] = None
     item: Optional[str] = None
+    tagPath: Optional[str] = None
 
     @property
     def chainText(self) -> str:
@@ -127,6 +152,7 @@ def failureWithContext(
     itemOffset: Optional[int] = None,
     itemOf: str = "its input",
     objects: bool = False,
+    tagPath: Optional[str] = None,
 ) -> ContextFailure:
     """
     Wrap C{error}, which is being handled now, in a L{ContextFailure} that
@@ -139,6 +165,8 @@ def failureWithContext(
 
     @param objects: Some of what passed was not bytes: say how many items,
         not how many bytes, went through.
+    @param tagPath: Where in a hierarchical stream the error happened; by
+        default found by L{tagPathOf}.
     """
     if objects:
         context = f"in {source!r} after writing {chunksWritten} items"
@@ -148,6 +176,10 @@ def failureWithContext(
     if itemIndex is not None:
         shown = _itemRepr.repr(item)
         context += f", at item {itemIndex} (offset {itemOffset}) of {itemOf}: {shown}"
+    if tagPath is None:
+        tagPath = tagPathOf(source)
+    if tagPath is not None:
+        context += f", at tag path {tagPath}"
     failure = ContextFailure(error, type(error), error.__traceback__)
     failure.context = context
     failure.source = source
@@ -157,6 +189,7 @@ def failureWithContext(
     failure.itemIndex = itemIndex
     failure.itemOffset = itemOffset
     failure.item = shown
+    failure.tagPath = tagPath
     note = f"{context}; chain: {failure.chainText}"
     notes = getattr(error, "__notes__", None)
     if isinstance(notes, list):

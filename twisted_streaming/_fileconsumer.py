@@ -6,18 +6,17 @@ backpressure.
 from __future__ import annotations
 
 import os
-from typing import IO, Any, List, Optional, Union
+from typing import IO, Any, Optional, Union
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from twisted_streaming._failure import failureWithContext
-from twisted_streaming._flow import Task, Upstream, WaterMarkBuffer, turnLoop
+from twisted_streaming._flow import BufferedConsumer
 from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
 
 __all__ = ["FileConsumer"]
@@ -26,7 +25,7 @@ _log = Logger()
 
 
 @implementer(IConsumer, IFinishableConsumer)
-class FileConsumer:
+class FileConsumer(BufferedConsumer):
     """
     Write everything written to this consumer to a file.
 
@@ -74,6 +73,7 @@ class FileConsumer:
         @param cooperator: Write on this L{twisted.internet.task.Cooperator}
             instead.
         """
+        super().__init__(reactor=reactor, cooperator=cooperator)
         if isinstance(fileOrPath, FilePath):
             fileOrPath = fileOrPath.path
         self._ownsFile = isinstance(fileOrPath, (str, bytes, os.PathLike))
@@ -83,48 +83,11 @@ class FileConsumer:
             else fileOrPath
         )
         self._fsync = fsync
-        self._reactor = reactor
-        self._cooperator = cooperator
-        self._task: Optional[Task] = None
-        self._up = Upstream(self)
-        self._buffer: WaterMarkBuffer[bytes] = WaterMarkBuffer(self)
-        self._finished = False
-        self._done = False
-        self._result: Optional[Union[int, Failure]] = None
-        self._waiters: List[Deferred[int]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.bytesWritten} bytes at {id(self):#x}>"
 
-    @property
-    def producer(self) -> Optional[Any]:
-        """
-        The registered producer, or L{None}.
-        """
-        return self._up.producer
-
     # IConsumer
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        """
-        Register a producer; a pull producer is asked for data on the turn
-        loop.  One registered after the file failed is stopped at once.
-
-        @raise ProducerStateError: If a producer is already registered.
-        """
-        self._up.register(producer, streaming)
-        if self._done:
-            self._up.stop()
-        elif streaming:
-            self._buffer.regulate(self._up)
-        else:
-            self._turns().wake()
-
-    def unregisterProducer(self) -> None:
-        """
-        Forget the registered producer.
-        """
-        self._up.unregister()
 
     def write(self, data: bytes) -> None:
         """
@@ -134,7 +97,7 @@ class FileConsumer:
         """
         if self._finished:
             raise ConsumerFinished(f"{self!r} is finished")
-        if self._done:
+        if self._ended:
             return  # A write failed; the error has been reported.
         if data:
             self._buffer.append(data)
@@ -151,11 +114,7 @@ class FileConsumer:
 
         @raise ConsumerFinished: If called twice.
         """
-        if self._finished:
-            raise ConsumerFinished(f"{self!r} is already finished")
-        self._finished = True
-        if not self._done:
-            self._turns().wake()
+        super().finish()
 
     def whenFinished(self) -> Deferred[int]:
         """
@@ -165,25 +124,11 @@ class FileConsumer:
             L{ContextFailure <twisted_streaming.ContextFailure>}) if writing
             the file failed.
         """
-        d: Deferred[int] = Deferred()
-        if self._result is None:
-            self._waiters.append(d)
-        elif isinstance(self._result, Failure):
-            d.errback(self._result)
-        else:
-            d.callback(self._result)
-        return d
+        return super().whenFinished()
 
     # Internals
 
-    def _turns(self) -> Task:
-        task = self._task
-        if task is None:
-            cooperator = self._cooperator or turnLoop(self._reactor)
-            task = self._task = Task(cooperator, self._writeBatch)
-        return task
-
-    def _writeBatch(self) -> bool:
+    def _step(self) -> bool:
         """
         One step of the turn loop: write at most L{batchBytes}, then
         regulate the producer, pull a pull producer once the buffer is
@@ -208,40 +153,15 @@ class FileConsumer:
                 self._complete(self.bytesWritten)
                 return False
         except Exception as error:
-            self._fail(error)
+            self._complete(failureWithContext(error, self, self.bytesWritten, 0))
             return False
-        up = self._up
-        buffer.regulate(up)
-        if not buffer and up.producer is not None and not up.streaming:
-            failure = up.pull()
-            if failure is not None:
-                self._complete(failure)
-                return False
         # A pull producer that wrote nothing is not asked again until it
         # writes of its own accord, as a transport would not ask it again.
-        return bool(buffer)
+        return self._regulate() and bool(buffer)
 
-    def _fail(self, error: Exception) -> None:
-        self._complete(failureWithContext(error, self, self.bytesWritten, 0))
-
-    def _complete(self, result: Union[int, Failure]) -> None:
-        self._done = True
-        if self._task is not None:
-            self._task.cancel()
-        if isinstance(result, Failure):
-            self._buffer.clear()
-            self._up.stop()
+    def _released(self, outcome: Any) -> None:
         if self._ownsFile:
             try:
                 self.file.close()
             except Exception:
                 _log.failure("Closing {file!r} failed", file=self.file)
-        self._result = result
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if isinstance(result, Failure):
-                d.errback(result)
-            else:
-                d.callback(result)
-        if isinstance(result, Failure) and not waiters:
-            _log.failure("Writing {consumer!r} failed", result, consumer=self)

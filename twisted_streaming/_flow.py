@@ -8,12 +8,19 @@ written once.
     flow on it, so a thousand busy producers take no longer per reactor
     pass than one.  A flow's place on it is a L{Task}.
   - L{PauseFlag}: paused or not, a flag and never a count (transports
-    repeat their pauses), with a callback on each change.
+    repeat their pauses), with a callback on each change; a
+    L{ReadingFlag} pauses and resumes a connection's reading.
   - L{Upstream}: a consumer's view of the producer registered with it: one
     at a time (a second registration raises, as a transport's does),
     paused and resumed through a L{PauseFlag}, pulled, stopped.
   - L{WaterMarkBuffer}: what a consumer holds, counted in bytes or items,
     with the high and low marks that pause and resume its producer.
+  - L{Completion}: the outcome of something that ends once, for any
+    number of Deferreds asked for before or after.
+  - L{PassThrough}: a consumer whose writes reach another unchanged, so
+    that a C{FileSender} can send around it with C{sendfile}.
+  - L{BufferedConsumer}: what a consumer that holds what it is written
+    shares: its producer, its task on the turn loop, and its end, once.
   - L{Flow}: a producer's lifecycle, C{idle -> running -> finished |
     stopped | failed}, with registration last (rolled back if the consumer
     refuses it) and one end path: cancel what is scheduled, unregister if
@@ -55,6 +62,7 @@ from zope.interface import implementer
 from twisted_streaming._failure import failureWithContext
 from twisted_streaming._transportinternals import isRegistered
 from twisted_streaming.interfaces import (
+    ConsumerFinished,
     IFinishableConsumer,
     ProducerStateError,
     ProducerStopped,
@@ -67,14 +75,19 @@ __all__ = [
     "IDLE",
     "RUNNING",
     "STOPPED",
+    "BufferedConsumer",
+    "Completion",
     "Flow",
+    "PassThrough",
     "PauseFlag",
+    "ReadingFlag",
     "Task",
     "TurnLoop",
     "Upstream",
     "WaterMarkBuffer",
     "getReactor",
     "isFinishable",
+    "regulateHeld",
     "sizeOf",
     "turnLoop",
 ]
@@ -374,6 +387,33 @@ class PauseFlag:
             self._onChange(False)
 
 
+class ReadingFlag(PauseFlag):
+    """
+    Whether a connection is being read: pausing it pauses the transport
+    (which stops reading its socket), resuming it resumes the transport,
+    once per change.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, transport: Callable[[], Any]) -> None:
+        """
+        @param transport: Returns the transport to pause and resume, or
+            L{None} if there is none (any more).
+        """
+
+        def changed(paused: bool) -> None:
+            current = transport()
+            if current is None:
+                return
+            if paused:
+                current.pauseProducing()
+            else:
+                current.resumeProducing()
+
+        super().__init__(changed)
+
+
 class Upstream(PauseFlag):
     """
     The producer registered with a consumer, as the consumer sees it.
@@ -549,10 +589,135 @@ class WaterMarkBuffer(Generic[_T]):
         C{blocked} (paused by its own consumer); resume it once the buffer
         wants more and the owner is not blocked.
         """
-        if blocked or self.full:
-            upstream.pause()
-        elif self.wantsMore:
-            upstream.resume()
+        regulateHeld(upstream, self.size, bool(self.items), self.marks, blocked)
+
+
+def regulateHeld(
+    upstream: Upstream, size: int, held: bool, marks: Any, blocked: bool = False
+) -> None:
+    """
+    Regulate C{upstream} by the water marks of what its consumer holds, as
+    L{WaterMarkBuffer.regulate} does for a buffer of the consumer's own, for
+    a consumer whose data waits somewhere it only measures (a transport's
+    buffer, a library's send queue): pause C{upstream} while the consumer
+    is C{blocked}, or C{held} (something is waiting) with C{size} at or
+    above C{marks.highWater}; resume it once not blocked and nothing is
+    held or C{size} is below C{marks.lowWater}.  In between, it stays as
+    it is.
+    """
+    if blocked or (held and size >= marks.highWater):
+        upstream.pause()
+    elif not held or size < marks.lowWater:
+        upstream.resume()
+
+
+class Completion(Generic[_T]):
+    """
+    The end of something that ends once, for any number of waiters: each
+    L{whenDone} is a new L{Deferred}, fired (or failed) with the one result,
+    so that no waiter's callbacks change what another gets, and a failure
+    nobody waits for is never logged as unhandled.
+
+    @ivar done: Whether L{fire} has been called.
+    @ivar result: L{None} until then, then the result or the L{Failure}.
+    """
+
+    __slots__ = ("_waiters", "done", "result")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.result: Union[_T, Failure, None] = None
+        self._waiters: list[Deferred[_T]] = []
+
+    def whenDone(self) -> Deferred[_T]:
+        """
+        @return: A new L{Deferred} with the result, at once if it is known.
+        """
+        d: Deferred[_T] = Deferred()
+        if not self.done:
+            self._waiters.append(d)
+        elif isinstance(self.result, Failure):
+            d.errback(self.result)
+        else:
+            d.callback(cast(_T, self.result))
+        return d
+
+    def fire(self, result: Union[_T, Failure]) -> bool:
+        """
+        Record C{result} and give it to everyone waiting; once only: a later
+        result is dropped.
+
+        @return: Whether anyone had it: someone was waiting, or it had
+            fired already (a failure nobody had is worth logging).
+        """
+        if self.done:
+            return True
+        self.done = True
+        self.result = result
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+        return bool(waiters)
+
+
+@implementer(IConsumer)
+class PassThrough:
+    """
+    A consumer whose writes reach another consumer, its sink, unchanged and
+    at once, counted.  It is what C{FileSender}'s zero-copy path follows:
+
+      - C{passThroughTo} is the sink: a C{FileSender} writing to this
+        consumer follows it (through a chain of pass-throughs) and, if it
+        ends at a plain TCP or UNIX transport, sends the file to that with
+        L{os.sendfile} instead of writing to this consumer;
+      - C{passedAround(size)} is then called on each pass-through on the
+        way, for the bytes sent around it, which it counts (and may check).
+
+    A producer registers with the sink itself, so that the sink paces it.
+    Subclasses add what they do with the bytes on the way (count them
+    against a limit, say) and at the end.
+
+    @ivar delivered: The bytes passed on, written or sent around (an item
+        that is not bytes counts as 1).
+    """
+
+    def __init__(self, sink: IConsumer) -> None:
+        self.passThroughTo = sink
+        self.delivered = 0
+        self._write = sink.write
+
+    @property
+    def producer(self) -> Any:
+        """
+        The producer registered with the sink, as the sink says.
+        """
+        return getattr(self.passThroughTo, "producer", None)
+
+    @property
+    def consumer(self) -> IConsumer:
+        """
+        The sink: the next link of the chain a failure names.
+        """
+        return self.passThroughTo
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self.passThroughTo.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.passThroughTo.unregisterProducer()
+
+    def write(self, data: Any) -> None:
+        self.delivered += len(data) if isinstance(data, BYTES) else 1
+        self._write(data)
+
+    def passedAround(self, size: int) -> None:
+        """
+        C{size} bytes were sent to the sink around this consumer.
+        """
+        self.delivered += size
 
 
 # The producer lifecycle
@@ -766,6 +931,18 @@ class Flow:
         self._halt()
         self._ended(reason)
 
+    def _endWith(self, reason: Optional[Failure]) -> None:
+        """
+        End: finished, with the bytes written, if C{reason} is L{None}; else
+        failed with its error, in context.
+        """
+        if reason is None:
+            self._finish(self.bytesWritten)
+        else:
+            error = reason.value
+            assert isinstance(error, BaseException)
+            self._fail(error)
+
     def _fail(self, error: BaseException, **item: Any) -> None:
         """
         End failed with C{error}, which is being handled now, in context;
@@ -817,3 +994,156 @@ class Flow:
         # the consumer's finish().
         self._deferred = None
         self._abort(STOPPED, Failure(CancelledError()))
+
+
+# Consumers that hold what they are written
+
+
+class BufferedConsumer:
+    """
+    What a consumer that holds what it is written and deals with it later,
+    on the turn loop, shares: its producer (an L{Upstream}: a streaming one
+    paused while the L{WaterMarkBuffer} is full, a pull one asked for more
+    when it is empty), its L{Task}, and its end, once, with a result or a
+    failure that stops the producer, for whoever asks (L{whenFinished}).
+
+    Subclasses write C{write}, deal with the buffer in L{_step} (which
+    completes once finished and empty, and otherwise ends with
+    L{_regulate}) and end with L{_complete};
+    L{_released} is their one cleanup hook.
+
+    @cvar highWater: Held bytes (or items) at which a streaming producer is
+        paused.
+    @cvar lowWater: Held bytes (or items) below which it is resumed.
+    """
+
+    highWater: int = 64 * 1024
+    lowWater: int = 16 * 1024
+
+    def __init__(
+        self,
+        *,
+        reactor: Optional[IReactorTime] = None,
+        cooperator: Optional[Cooperator] = None,
+    ) -> None:
+        self._reactor = reactor
+        self._cooperator = cooperator
+        self._task: Optional[Task] = None
+        self._up = Upstream(self)
+        self._buffer: WaterMarkBuffer[Any] = WaterMarkBuffer(self)
+        #: Told that nothing more will be written.
+        self._finished = False
+        #: Ended, with a result or a Failure, for whoever asks.
+        self._ended = False
+        self._completion: Completion[Any] = Completion()
+
+    @property
+    def producer(self) -> Optional[Any]:
+        """
+        The registered producer, or L{None}.
+        """
+        return self._up.producer
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """
+        Register a producer; a pull producer is asked for data on the turn
+        loop.  One registered after the consumer failed is stopped at once.
+
+        @raise ProducerStateError: If a producer is already registered.
+        """
+        self._up.register(producer, streaming)
+        if self._ended:
+            self._up.stop()
+        elif streaming:
+            self._buffer.regulate(self._up)
+        else:
+            self._turns().wake()
+
+    def unregisterProducer(self) -> None:
+        """
+        Forget the registered producer.
+        """
+        self._up.unregister()
+
+    def finish(self) -> None:
+        """
+        No more data will be written: deal with what is held, then end.
+
+        @raise ConsumerFinished: If called twice.
+        """
+        if self._finished:
+            raise ConsumerFinished(f"{self!r} is already finished")
+        self._finished = True
+        if not self._ended:
+            self._turns().wake()
+
+    def whenFinished(self) -> Deferred[Any]:
+        """
+        @return: A L{Deferred} that fires with the consumer's result once it
+            has dealt with everything after C{finish()}, or fails with its
+            error.
+        """
+        return self._completion.whenDone()
+
+    # For subclasses
+
+    def _step(self) -> bool:
+        """
+        One step of the turn loop.
+
+        @return: Whether there is more to do now.
+        """
+        return False
+
+    def _turns(self) -> Task:
+        task = self._task
+        if task is None:
+            cooperator = self._cooperator or turnLoop(self._reactor)
+            task = self._task = Task(cooperator, self._step)
+        return task
+
+    def _regulate(self) -> bool:
+        """
+        Pause or resume a streaming producer as the buffer says; ask a pull
+        producer for more if the buffer is empty (ending failed, if that
+        raises).
+
+        @return: Whether the consumer is still going.
+        """
+        up = self._up
+        buffer = self._buffer
+        buffer.regulate(up)
+        if not buffer and up.producer is not None and not up.streaming:
+            failure = up.pull()
+            if failure is not None:
+                self._complete(failure)
+                return False
+        return True
+
+    def _released(self, outcome: Any) -> None:
+        """
+        The one cleanup hook: the consumer has ended with C{outcome}; its
+        L{whenFinished} Deferreds fire after this returns.
+        """
+
+    def _complete(self, outcome: Any) -> None:
+        """
+        End with C{outcome}, once: a failure drops what is held and stops
+        the producer; then L{_released}, then L{whenFinished} fires (a
+        failure nobody waits for is logged).
+        """
+        if self._ended:
+            return
+        self._ended = True
+        if self._task is not None:
+            self._task.cancel()
+        if isinstance(outcome, Failure):
+            self._buffer.clear()
+            self._up.stop()
+        try:
+            self._released(outcome)
+        except BaseException:
+            _log.failure("Cleaning up {consumer!r} failed", consumer=self)
+        waited = self._completion.fire(outcome)
+        if isinstance(outcome, Failure) and not waited:
+            _log.failure("{consumer!r} failed", outcome, consumer=self)

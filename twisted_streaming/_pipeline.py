@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_streaming._failure import failureWithContext
-from twisted_streaming._flow import FAILED, STOPPED, Flow, isFinishable, sizeOf
+from twisted_streaming._flow import FAILED, STOPPED, Flow, PassThrough, isFinishable
 from twisted_streaming._stage import Stage
 from twisted_streaming.interfaces import IFinishableConsumer, ProducerStopped
 
@@ -24,7 +24,7 @@ Source = Union[Any, Callable[[IConsumer], "Deferred[Any]"]]
 
 
 @implementer(IFinishableConsumer)
-class _Tap:
+class _Tap(PassThrough):
     """
     The sink, as a source sees it when there are no stages: registration
     goes straight to the sink (so the sink pauses the source itself), writes
@@ -33,36 +33,10 @@ class _Tap:
     it (C{passThroughTo}) with L{os.sendfile}, and says how much.
     """
 
-    def __init__(self, sink: IConsumer) -> None:
-        self.passThroughTo = sink
-        self.delivered = 0
-        self.finished = False
-        self._write = sink.write
+    finished = False
 
     def __repr__(self) -> str:
         return repr(self.passThroughTo)
-
-    @property
-    def producer(self) -> Any:
-        return getattr(self.passThroughTo, "producer", None)
-
-    @property
-    def consumer(self) -> IConsumer:
-        # The next link, for the chain a failure names.
-        return self.passThroughTo
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.passThroughTo.registerProducer(producer, streaming)
-
-    def unregisterProducer(self) -> None:
-        self.passThroughTo.unregisterProducer()
-
-    def write(self, data: Any) -> None:
-        self.delivered += sizeOf(data)
-        self._write(data)
-
-    def passedAround(self, size: int) -> None:
-        self.delivered += size
 
     def finish(self) -> None:
         if not self.finished:

@@ -15,9 +15,14 @@ not part of Twisted's public interface:
   - C{_writeDisconnecting}, C{_writeDisconnected}: a half-close requested or
     done;
   - C{TLS}: set by C{startTLS()}, after which writes go through OpenSSL;
+  - C{_appSendBuffer}: what C{twisted.protocols.tls}'s
+    C{TLSMemoryBIOProtocol} holds, in clear, until its handshake is done;
   - C{_producer}: what C{twisted.protocols.tls}'s C{_ProducerMembrane} and
     C{twisted.internet._producer_helpers._PullToPush} wrap, so that a
-    producer registered with a TLS transport can tell that it still is.
+    producer registered with a TLS transport can tell that it still is;
+  - C{_asyncioEventloop}: the L{asyncio} event loop an
+    C{AsyncioSelectorReactor} runs on, on which C{fromAsyncIterable} runs
+    asyncio coroutines.
 
 How C{twisted.web} is built, which C{FileResource} relies on, is in its own
 module, C{_twistedweb}, with its own test.
@@ -31,13 +36,16 @@ release changes them; when it does, this module is the only one to fix.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional
 
 __all__ = [
     "CHECKED_VERSIONS",
+    "asyncioLoop",
     "isRegistered",
     "isTCPTransport",
     "markWriteDisconnected",
+    "pendingBytes",
     "queuesFileDescriptors",
     "unsentBytes",
     "writeClosing",
@@ -67,6 +75,25 @@ def unsentBytes(transport: Any) -> int:
     The bytes written to C{transport} (a L{isTCPTransport}) and not yet sent.
     """
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def pendingBytes(transport: Any) -> Optional[int]:
+    """
+    The bytes C{transport} holds that its socket has not yet taken, for a
+    TCP or UNIX transport (L{unsentBytes}) and for a TLS transport made by
+    C{twisted.protocols.tls} over one (what it holds in clear, and what its
+    own transport holds); L{None} for any other transport, whose buffer is
+    not known.
+    """
+    if isTCPTransport(transport):
+        return unsentBytes(transport)
+    tls = sys.modules.get("twisted.protocols.tls")
+    if tls is not None and isinstance(transport, tls.TLSMemoryBIOProtocol):
+        below = pendingBytes(transport.transport)
+        if below is None:
+            return None
+        return below + sum(len(data) for data in transport._appSendBuffer)
+    return None
 
 
 def queuesFileDescriptors(transport: Any) -> bool:
@@ -132,3 +159,12 @@ def isRegistered(consumer: object, producer: object) -> bool:
             return False
         current = getattr(current, "_producer", None)
     return False
+
+
+def asyncioLoop(reactor: object) -> Optional[Any]:
+    """
+    The L{asyncio} event loop C{reactor} runs on, if it is an
+    C{AsyncioSelectorReactor} (or anything else that keeps one where it
+    does); else L{None}.
+    """
+    return getattr(reactor, "_asyncioEventloop", None)

@@ -28,17 +28,39 @@ What is relied on:
     (an C{EncodingResourceWrapper}, for gzip) has a private C{_encoder};
   - C{request.chunked} is true once the headers are written if the body is
     sent with chunked transfer encoding.
+
+What L{StreamingRequest <twisted_streaming.StreamingRequest>} relies on, to
+hand a request's body to its resource as it arrives:
+
+  - an C{HTTPChannel} calls C{request.gotLength(length)} once a request's
+    headers have arrived and before its body, with the request line still
+    in the channel's C{_command}, C{_path} and C{_version} (read by
+    L{requestLine}); it checks the request's C{Expect} header for
+    C{100-continue} only after C{gotLength} returns;
+  - the body then goes to C{request.handleContentChunk(data)} as it
+    arrives, and its end to C{request.requestReceived(...)};
+  - C{Request.finish} ends with C{self._cleanup()}, which tells the channel
+    that the request is done (C{channel.requestDone}): a request answered
+    before its body has ended delays it until then, so that the channel
+    does not read the rest of the body as the next request;
+  - C{twisted.web.server.Request.process} does what L{renderResource} does
+    once it has found the resource (the C{Server} and C{Date} headers, an
+    encoder from a C{twisted.web.resource._IEncodingResource}, render,
+    C{processingFailed}).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-from twisted.web.http import HTTPChannel
+from twisted.python.failure import Failure
+from twisted.web import resource as _resource
+from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.server import version as _serverVersion
 
 from twisted_streaming._transportinternals import zeroCopySocket
 
-__all__ = ["RawBody", "takeTransport"]
+__all__ = ["RawBody", "renderResource", "requestLine", "takeTransport"]
 
 
 class RawBody:
@@ -107,3 +129,36 @@ def takeTransport(request: Any) -> Optional[RawBody]:
         return None
     transport.unregisterProducer()
     return RawBody(transport, channel)
+
+
+def requestLine(channel: Any) -> Optional[Tuple[bytes, bytes, bytes]]:
+    """
+    The method, path and version of the request whose headers C{channel}
+    has just received, called from the request's C{gotLength}; L{None} if
+    the channel is not an HTTP/1.x C{HTTPChannel} (an C{H2Stream}), which
+    calls C{gotLength} with no request line.
+    """
+    if not isinstance(channel, HTTPChannel):
+        return None
+    try:
+        return channel._command, channel._path, channel._version
+    except AttributeError:
+        return None
+
+
+def renderResource(request: Any, resource: Any) -> None:
+    """
+    Render C{resource}, already found for C{request}, as
+    C{twisted.web.server.Request.process} does once it has found it.
+    """
+    request.site = request.channel.site
+    request.setHeader(b"Server", _serverVersion)
+    request.setHeader(b"Date", datetimeToString())
+    try:
+        if _resource._IEncodingResource.providedBy(resource):
+            encoder = resource.getEncoder(request)
+            if encoder is not None:
+                request._encoder = encoder
+        request.render(resource)
+    except BaseException:
+        request.processingFailed(Failure())

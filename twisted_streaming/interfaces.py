@@ -27,23 +27,34 @@ What real transports do, which the contracts below rely on:
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 from twisted.internet.interfaces import (
     IConsumer,
     IProducer,
     IPullProducer,
     IPushProducer,
 )
+from twisted.web.resource import IResource
 
 __all__ = [
+    "ChildStillOpen",
     "ConsumerFinished",
     "ConsumerTooSlow",
     "IConsumer",
     "IFinishableConsumer",
+    "INestedConsumer",
     "IProducer",
     "IPullProducer",
     "IPushProducer",
+    "IStreamingBodyResource",
+    "MemberSizeError",
+    "MultipartError",
     "ProducerStateError",
     "ProducerStopped",
+    "TarFormatError",
+    "UnsafePath",
+    "UploadTooLarge",
 ]
 
 
@@ -81,6 +92,103 @@ class IFinishableConsumer(IConsumer):
         @raise ConsumerFinished: If the consumer has already been finished
             (consumers of this package raise it; others may not).
         """
+
+
+class INestedConsumer(IFinishableConsumer):
+    """
+    A consumer of a hierarchical stream: a sequence of I{children}, each
+    started with a tag and given a consumer of its own, which may have
+    children in turn.  A tar archive (members, directories of members), a
+    multipart upload (parts), a directory tree (files, subdirectories).
+
+    B{Children.}  L{startChild} returns the child: an
+    L{IFinishableConsumer} like any other, so any producer registers with
+    it and writes to it (a C{FileSender}, a C{BasePushProducer}, a
+    C{pipeline()}), one producer at a time (a second registration raises
+    L{ProducerStateError}, as a transport's does).  C{finish()} on the
+    child ends that child; whoever started its producer finishes it (a
+    C{BasePushProducer} or a C{pipeline()} does so itself; a C{FileSender},
+    like Twisted's, only unregisters).  A child may itself provide
+    L{INestedConsumer}, so streams nest to any depth.
+
+    B{One child at a time.}  Children of one parent are sequential unless
+    the implementation says that it interleaves them: L{startChild} while a
+    child of the same parent has not been finished raises L{ChildStillOpen},
+    and so does the parent's C{finish()}; nothing is started, written or
+    padded.  A child that is never finished leaves its parent open: the
+    stream is incomplete until it is finished, and nothing finishes it
+    implicitly.
+
+    B{Backpressure, both ways.}  When the consumer underneath (the transport
+    or file the whole stream goes to) pauses, the producer registered with
+    the open child is paused, and it is resumed when that consumer resumes;
+    a pull producer registered with a child is asked for data whenever that
+    consumer wants more.  A producer registered with the parent itself (one
+    that drives the stream: it starts the children and writes or finishes
+    them, such as a directory walker) is driven the same way while no child
+    of it has a producer registered, and is paused while one has.
+
+    B{Errors, with the tag path.}  Every child has a L{tagPath}: its
+    parent's, then its own tag, joined with C{/}
+    (C{archive.tar/photos/2026/img.jpg}).  A write to a finished child, or
+    a second C{finish()}, raises L{ConsumerFinished}.  A child that cannot
+    take what it is given (too many bytes for the size it was started
+    with, too few when it is finished, a write underneath that raised)
+    raises the error to the caller and fails the whole stream, which the
+    implementation's completion reports as a
+    L{ContextFailure <twisted_streaming.ContextFailure>} whose C{tagPath}
+    is the child's; every later call on the stream raises
+    L{ConsumerFinished}.  A producer that fails while writing to a child
+    reports the child's tag path in its own C{ContextFailure} too.
+
+    B{Writes to the parent.}  Data written to the parent itself, between
+    children, is for implementations whose format carries any; one whose
+    data is all in its children (a tar archive) raises L{TypeError} from
+    C{write}.
+    """
+
+    tagPath: str
+
+    def startChild(tag: str, /, **meta: Any) -> IFinishableConsumer:
+        """
+        Start the next child, tagged C{tag}, described by C{meta} (what the
+        implementation needs: a tar member's C{size}, C{mtime} and C{mode};
+        a form field's C{filename}).
+
+        @return: The child's consumer; it provides L{INestedConsumer} if the
+            child has children of its own (a directory).
+        @raise ChildStillOpen: If a child of this parent has not been
+            finished.
+        @raise ConsumerFinished: If this parent has been finished, or the
+            stream has failed.
+        """
+
+
+class IStreamingBodyResource(IResource):
+    """
+    A C{twisted.web} resource that takes a request's body as it arrives,
+    instead of after Twisted has stored all of it.
+
+    Served through a L{StreamingRequest <twisted_streaming.StreamingRequest>}
+    (C{Site(root, requestFactory=StreamingRequest)}), such a resource is
+    rendered as soon as a request's headers have arrived, before its body.
+    Its C{render} (or C{render_POST}...) calls
+    C{request.streamBodyTo(consumer)}: the body is written to C{consumer}
+    as it arrives, with the connection registered as its streaming
+    producer (pausing it stops the socket being read), and C{consumer} is
+    finished, if it is finishable, at the end of the body.  A body the
+    resource never asks for is read and discarded.  The response may be
+    written at any time, also before the body has ended (a C{413} for an
+    upload over a limit): the rest of the body is then read and discarded,
+    up to C{StreamingRequest.maxDiscard} bytes, and the connection closed
+    if more follows.
+
+    Through a plain C{twisted.web.server.Request} (or over HTTP/2), the
+    resource is rendered after the whole body has arrived, and
+    C{streamBodyTo} is not there: use
+    L{streamBody <twisted_streaming.streamBody>}, which streams what is
+    stored in C{request.content} instead.
+    """
 
 
 class ProducerStopped(Exception):
@@ -153,3 +261,89 @@ class ConsumerFinished(RuntimeError):
     Data was written to, or C{finish()} called on, a consumer that had already
     been finished.
     """
+
+
+class ChildStillOpen(RuntimeError):
+    """
+    A child of an L{INestedConsumer} was started, or the parent finished,
+    while another child of the same parent had not been finished.
+    """
+
+
+class MemberSizeError(ValueError):
+    """
+    A member of a tar archive was given more bytes than the size it was
+    started with, or fewer by the time it was finished.
+
+    @ivar tagPath: The member's tag path.
+    @ivar expected: The size it was started with.
+    @ivar received: The bytes it was given.
+    """
+
+    def __init__(self, tagPath: str, expected: int, received: int) -> None:
+        super().__init__(tagPath, expected, received)
+        self.tagPath = tagPath
+        self.expected = expected
+        self.received = received
+
+    def __str__(self) -> str:
+        more = "more" if self.received > self.expected else "fewer"
+        return (
+            f"{self.tagPath!r} was started with a size of {self.expected} "
+            f"bytes and given {more}: {self.received}"
+        )
+
+
+class TarFormatError(ValueError):
+    """
+    A tar archive being read is corrupt or truncated.
+
+    @ivar member: The name of the member being read or, for a corrupt
+        header, of the member before it; L{None} if there is none.
+    @ivar offset: The offset in the archive, in bytes, where the error was
+        found.
+    """
+
+    def __init__(self, message: str, member: Optional[str], offset: int) -> None:
+        super().__init__(message, member, offset)
+        self.message = message
+        self.member = member
+        self.offset = offset
+
+    def __str__(self) -> str:
+        where = f"member {self.member!r}, " if self.member is not None else ""
+        return f"{self.message} ({where}offset {self.offset})"
+
+
+class UnsafePath(ValueError):
+    """
+    A name to be extracted would land outside the target directory: an
+    absolute path, a C{..} that climbs out, a path through a symbolic link,
+    or a link whose target points outside.
+    """
+
+
+class MultipartError(ValueError):
+    """
+    A C{multipart/form-data} body is malformed (a C{400 Bad Request}).
+    """
+
+
+class UploadTooLarge(MultipartError):
+    """
+    A part of a C{multipart/form-data} body, or the whole body, is larger
+    than its limit (a C{413 Content Too Large}).
+
+    @ivar part: The name of the part over its limit, or L{None} for the
+        whole body.
+    @ivar limit: The limit, in bytes.
+    """
+
+    def __init__(self, part: Optional[str], limit: int) -> None:
+        super().__init__(part, limit)
+        self.part = part
+        self.limit = limit
+
+    def __str__(self) -> str:
+        what = f"part {self.part!r}" if self.part is not None else "the body"
+        return f"{what} is larger than its limit of {self.limit} bytes"

@@ -12,14 +12,20 @@ from typing import Any, Tuple
 
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
 
+from twisted_streaming import FileResource
 from twisted_streaming.randomintegers import RandomIntegerFactory
+from twisted_streaming.test._extras import skipTreq
 from twisted_streaming.test.test_filesender import _makeFile, _Sender
+from twisted_streaming.test.test_httpbody import Upload
 from twisted_streaming.test.test_proxy import Peer, digest
 from twisted_streaming.test.test_web import HangUp
+from twisted_streaming.test.test_web import serve as serveWeb
 
 from .helpers import reactor, run, serve
 
@@ -289,3 +295,55 @@ class CompressAndHashTests(TestCase):
         )
         with open(original, "rb") as a, open(copy, "rb") as b:
             self.assertTrue(a.read() == b.read())
+
+
+class AsyncHTTPTests(TestCase):
+    """
+    C{examples/async_http.py}, against a real C{twisted.web} server.
+    """
+
+    skip = skipTreq
+
+    def setUp(self) -> None:
+        self.directory = FilePath(self.mktemp())
+        self.directory.makedirs()
+        self.addCleanup(self.directory.remove)
+        self.content = os.urandom(2 * 1024 * 1024 + 5)
+        self.directory.child("big.bin").setContent(self.content)
+        root = Resource()
+        root.putChild(b"files", FileResource(self.directory))
+        root.putChild(b"upload", Upload())
+        _, port = serveWeb(self, root)
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def test_upload(self) -> None:
+        """
+        The example uploads what its async generator yields, and prints
+        its size and SHA-256, which the server agrees with.
+        """
+        process = run("async_http.py", ["upload", f"{self.url}/upload", "--mib", "3"])
+        self.assertEqual(await process.ended, 0, process.err)
+        sent, answer = process.out.decode().splitlines()
+        match = re.fullmatch(r"sent (\d+) bytes, sha256 ([0-9a-f]+)", sent)
+        assert match is not None, sent
+        self.assertEqual(int(match.group(1)), 3 * 1024 * 1024)
+        self.assertEqual(
+            answer, f"server answered 200: {match.group(1)} {match.group(2)}"
+        )
+
+    async def test_download(self) -> None:
+        """
+        The example streams a download to disk, whole.
+        """
+        target = self.mktemp()
+        process = run(
+            "async_http.py", ["download", f"{self.url}/files/big.bin", target]
+        )
+        self.assertEqual(await process.ended, 0, process.err)
+        expected = hashlib.sha256(self.content).hexdigest()
+        self.assertEqual(
+            process.out.decode(),
+            f"saved {len(self.content)} bytes, sha256 {expected}\n",
+        )
+        with open(target, "rb") as f:
+            self.assertEqual(f.read(), self.content)

@@ -7,6 +7,7 @@ OpenSSL: the test case says C{skip = skipTLS}, never fails to import.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from types import FunctionType
 from typing import Optional
 
@@ -16,9 +17,11 @@ __all__ = [
     "Absent",
     "missing",
     "skipCurl",
+    "skipGNUTar",
     "skipHTTP2",
     "skipHypothesis",
     "skipTLS",
+    "skipTreq",
 ]
 
 #: The command that installs everything the suite needs.
@@ -45,12 +48,29 @@ skipHTTP2 = skipTLS or missing("h2", "priority")
 #: Property-based tests.
 skipHypothesis = missing("hypothesis")
 
+#: treq, the HTTP client of the upload and download tests.
+skipTreq = missing("treq")
+
 #: curl, the client of the twisted.web tests; a program, not a package.
 skipCurl: Optional[str] = (
     None
     if shutil.which("curl")
     else "curl is not installed: apt-get install curl (make test installs it)"
 )
+
+
+def _gnuTar() -> Optional[str]:
+    tar = shutil.which("tar")
+    if tar is None:
+        return "tar is not installed: apt-get install tar (make test installs it)"
+    version = subprocess.run([tar, "--version"], capture_output=True).stdout
+    if b"GNU tar" not in version:
+        return "tar is not GNU tar: apt-get install tar (make test installs it)"
+    return None
+
+
+#: GNU tar, the peer of the tar tests; a program, not a package.
+skipGNUTar = _gnuTar()
 
 
 class Absent:

@@ -17,12 +17,12 @@ from typing import Any, Callable, List, Optional, Tuple, cast
 
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.protocol import ClientFactory, Factory
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from twisted_streaming import BasePushProducer, ProducerStopped
+from twisted_streaming import BasePushProducer, ProducerStopped, StreamProtocol
 from twisted_streaming.test._extras import skipTLS
 
 if skipTLS is None:
@@ -74,7 +74,7 @@ def expected(nbytes: int) -> bytes:
     return b"".join(chunk(i) for i in range(nbytes // _CHUNK + 1))[:nbytes]
 
 
-class Server(Protocol):
+class Server(StreamProtocol):
     """
     Start a L{Stream} on connection, on C{consumerFor(transport)}, and close
     the connection when it ends.
@@ -83,11 +83,10 @@ class Server(Protocol):
     def __init__(
         self, count: int, consumerFor: Callable[[Any], Any] = lambda t: t
     ) -> None:
+        super().__init__()
         self.producer = Stream(count)
         self.consumerFor = consumerFor
         self.outcome: Deferred[Any] = Deferred()
-        self.lost: Deferred[None] = Deferred()
-        self.reason: Optional[Failure] = None
 
     def connectionMade(self) -> None:
         d = self.producer.startProducing(self.consumerFor(self.transport))
@@ -95,38 +94,29 @@ class Server(Protocol):
 
     def _ended(self, result: Any) -> None:
         self.outcome.callback(result)
-        self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        self.reason = reason
-        self.lost.callback(None)
+        self.transport.loseConnection()
 
 
-class Client(Protocol):
+class Client(StreamProtocol):
     """
     Collect what arrives; optionally reset the connection after the first
     read.
     """
 
     def __init__(self, reset: bool = False) -> None:
+        super().__init__()
         self.reset = reset
         self.chunks: List[bytes] = []
-        self.lost: Deferred[None] = Deferred()
-        self.reason: Optional[Failure] = None
 
     def dataReceived(self, data: bytes) -> None:
         self.chunks.append(data)
         if self.reset:
             self.reset = False
             # SO_LINGER 0: close() sends a reset instead of a FIN.
-            self.transport.getHandle().setsockopt(  # type: ignore[union-attr]
+            self.transport.getHandle().setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
             )
-            self.transport.abortConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        self.reason = reason
-        self.lost.callback(None)
+            self.transport.abortConnection()
 
     @property
     def received(self) -> bytes:

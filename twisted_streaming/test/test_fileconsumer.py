@@ -9,7 +9,6 @@ import io
 from typing import Any, List, cast
 
 from twisted.internet import defer, protocol, reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
@@ -22,7 +21,9 @@ from twisted_streaming import (
     FileConsumer,
     FileSender,
     IFinishableConsumer,
+    StreamProtocol,
     _fileconsumer,
+    pipeline,
 )
 from twisted_streaming._flow import turnLoop
 from twisted_streaming.test.test_push import runTurn
@@ -169,21 +170,15 @@ class FileConsumerUnitTests(SynchronousTestCase):
         self.assertIsNone(consumer.producer)
 
 
-class _ToDisk(protocol.Protocol):
+class _ToDisk(StreamProtocol):
     """Stream what arrives into a FileConsumer, with the transport paused."""
 
     def __init__(self, consumer: FileConsumer) -> None:
+        super().__init__()
         self.consumer = consumer
 
     def connectionMade(self) -> None:
-        self.consumer.registerProducer(self.transport, True)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.consumer.write(data)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.consumer.unregisterProducer()
-        self.consumer.finish()
+        pipeline(self.incoming, sink=self.consumer)
 
 
 class FileConsumerLoopbackTests(TestCase):
@@ -205,26 +200,19 @@ class FileConsumerLoopbackTests(TestCase):
         factory = protocol.Factory.forProtocol(lambda: _ToDisk(consumer))
         port = cast(Any, reactor).listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        lost: Deferred[None] = Deferred()
 
-        class Send(protocol.Protocol):
+        class Send(StreamProtocol):
             def connectionMade(self) -> None:
-                assert self.transport is not None
-                d = FileSender().beginFileTransfer(source, self.transport)  # type: ignore[arg-type]
-                d.addCallback(self._done)
+                pipeline(
+                    lambda c: FileSender().beginFileTransfer(source, c),
+                    sink=self.outgoing,
+                )
 
-            def _done(self, result: object) -> None:
-                assert self.transport is not None
-                self.transport.loseConnection()
-
-            def connectionLost(self, reason: Any = None) -> None:
-                lost.callback(None)
-
-        yield protocol.ClientCreator(reactor, Send).connectTCP(
+        sender = yield protocol.ClientCreator(reactor, Send).connectTCP(
             "127.0.0.1", port.getHost().port
         )
         written = yield consumer.whenFinished()
-        yield lost
+        yield sender.lost
         self.assertEqual(written, 16 * 1024 * 1024)
         self.assertEqual(
             hashlib.sha256(target.getContent()).digest(),

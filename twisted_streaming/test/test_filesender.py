@@ -24,6 +24,7 @@ from twisted_streaming import (
     IPullProducer,
     ProducerStateError,
     ProducerStopped,
+    StreamProtocol,
 )
 
 
@@ -300,27 +301,22 @@ def _makeFile(testCase: TestCase, size: int) -> Tuple[str, str]:
     return path, digest.hexdigest()
 
 
-class _Sender(protocol.Protocol):
+class _Sender(StreamProtocol):
     """Send a file with FileSender on connect, then close."""
 
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         self.sender = FileSender()
         self.result: Deferred[bytes] = Deferred()
-        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
-        assert self.transport is not None
-        d = self.sender.beginFileTransfer(self.path, self.transport)  # type: ignore[arg-type]
+        d = self.sender.beginFileTransfer(self.path, self.transport)
         d.addBoth(self._done)
 
     def _done(self, result: Any) -> None:
-        assert self.transport is not None
         self.transport.loseConnection()
         self.result.callback(result)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.lost.callback(None)
 
 
 class _HashReceiver(protocol.Protocol):

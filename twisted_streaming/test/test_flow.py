@@ -14,17 +14,27 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_streaming import ContextFailure, ProducerStateError, ProducerStopped
+from twisted_streaming._failure import failureWithContext, tagPathOf
 from twisted_streaming._flow import (
+    BufferedConsumer,
+    Completion,
     Flow,
+    PassThrough,
     PauseFlag,
+    ReadingFlag,
     Task,
     TurnLoop,
     Upstream,
     WaterMarkBuffer,
+    regulateHeld,
     turnLoop,
 )
 from twisted_streaming.test.test_push import runTurn
-from twisted_streaming.testing import BackpressureConsumer, RecordingPushProducer
+from twisted_streaming.testing import (
+    BackpressureConsumer,
+    RecordingPullProducer,
+    RecordingPushProducer,
+)
 
 
 class TurnLoopTests(SynchronousTestCase):
@@ -310,6 +320,63 @@ class WaterMarkBufferTests(SynchronousTestCase):
         buffer.regulate(up)
         self.assertEqual(producer.calls[-1], ("resume",))
 
+    def test_regulatesWhatIsHeldElsewhere(self) -> None:
+        """
+        L{regulateHeld} pauses at the high mark only while something is
+        held, keeps the producer as it is between the marks, and resumes
+        below the low mark, when nothing is held, or never while blocked.
+        """
+        up = Upstream(self)
+        producer = RecordingPushProducer()
+        up.register(producer, True)
+        regulateHeld(up, 10, False, self)
+        self.assertEqual(producer.calls, [])
+        regulateHeld(up, 10, True, self)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 5, True, self)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 3, True, self, blocked=True)
+        self.assertEqual(producer.calls, [("pause",)])
+        regulateHeld(up, 3, True, self)
+        self.assertEqual(producer.calls, [("pause",), ("resume",)])
+        regulateHeld(up, 0, False, self, blocked=True)
+        regulateHeld(up, 7, False, self)
+        self.assertEqual(producer.calls[2:], [("pause",), ("resume",)])
+
+
+class CompletionTests(SynchronousTestCase):
+    """
+    L{Completion}: one result, for any number of waiters.
+    """
+
+    def test_everyWaiterGetsTheResult(self) -> None:
+        """
+        Waiters before and after the end each get the result, and one's
+        callbacks do not change what another gets.
+        """
+        completion: Completion[int] = Completion()
+        before = completion.whenDone()
+        before.addCallback(lambda n: n + 1)
+        self.assertNoResult(before)
+        self.assertTrue(completion.fire(5))
+        self.assertTrue(completion.fire(8))
+        self.assertEqual(self.successResultOf(before), 6)
+        self.assertEqual(self.successResultOf(completion.whenDone()), 5)
+        ofNone: Completion[None] = Completion()
+        ofNone.fire(None)
+        self.assertTrue(ofNone.done)
+        self.assertIsNone(self.successResultOf(ofNone.whenDone()))
+
+    def test_failureIsGivenToEach(self) -> None:
+        """
+        A failure fails every waiter, and is not left unhandled when nobody
+        waits.
+        """
+        completion: Completion[int] = Completion()
+        self.assertFalse(completion.fire(Failure(ValueError("no"))))
+        self.failureResultOf(completion.whenDone(), ValueError)
+        self.failureResultOf(completion.whenDone(), ValueError)
+
 
 class Recorded(Flow):
     """
@@ -386,6 +453,21 @@ class FlowLifecycleTests(SynchronousTestCase):
         self.assertEqual(flow.order, ["cleanup", "fired 7"])
         self.assertEqual(flow.ended, [None])
         self.assertTrue(consumer.finished)
+
+    def test_endWith(self) -> None:
+        """
+        C{_endWith(None)} finishes with the bytes written; with a failure,
+        it fails with its error, in context.
+        """
+        flow = Recorded(reactor=self.clock)
+        d = flow._start(BackpressureConsumer(), True)
+        flow.bytesWritten = 5
+        flow._endWith(None)
+        self.assertEqual(self.successResultOf(d), 5)
+        failing = Recorded(reactor=self.clock)
+        d = failing._start(BackpressureConsumer(), True)
+        failing._endWith(Failure(ValueError("cut")))
+        self.assertIsInstance(self.failureResultOf(d, ValueError), ContextFailure)
 
     def test_unregistersOnlyItself(self) -> None:
         """
@@ -503,3 +585,211 @@ class TaskErrorTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(len(calls), 2)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
+class PassThroughTests(SynchronousTestCase):
+    """
+    L{PassThrough}: writes reach the sink unchanged and counted, the sink
+    paces the producer, and a C{FileSender} can send around it.
+    """
+
+    def test_passesAndCounts(self) -> None:
+        """
+        Writes go to the sink and are counted with what was sent around;
+        registration goes to the sink, whose producer it reports; the sink
+        is the next link of a chain.
+        """
+        sink = BackpressureConsumer(threshold=4)
+        tap = PassThrough(sink)
+        producer = RecordingPushProducer()
+        tap.registerProducer(producer, True)
+        self.assertIs(sink.producer, producer)
+        self.assertIs(tap.producer, producer)
+        tap.write(b"hello")
+        self.assertEqual(producer.calls, [("pause",)])
+        tap.passedAround(10)
+        self.assertEqual(tap.delivered, 15)
+        self.assertEqual(sink.received, b"hello")
+        self.assertIs(tap.passThroughTo, sink)
+        self.assertIs(tap.consumer, sink)
+        tap.unregisterProducer()
+        self.assertIsNone(sink.producer)
+
+
+class TagPathTests(SynchronousTestCase):
+    """
+    A failure in a nested stream says where in it: its C{tagPath}.
+    """
+
+    def test_foundDownstream(self) -> None:
+        """
+        The tag path is the failing object's own, else the first one
+        downstream of it; it is in the failure's message.
+        """
+
+        class Link:
+            def __init__(self, consumer: Any = None, tagPath: Any = None) -> None:
+                self.consumer = consumer
+                if tagPath is not None:
+                    self.tagPath = tagPath
+
+        child = Link(Link(), "a.tar/dir/file")
+        source = Link(child)
+        self.assertEqual(tagPathOf(source), "a.tar/dir/file")
+        self.assertIsNone(tagPathOf(Link(Link())))
+        # An empty tag path (an unnamed root) says nothing.
+        self.assertIsNone(tagPathOf(Link(tagPath="")))
+        try:
+            raise ValueError("boom")
+        except ValueError as error:
+            failure = failureWithContext(error, source, 3, 1)
+        self.assertEqual(failure.tagPath, "a.tar/dir/file")
+        self.assertIn("at tag path a.tar/dir/file", failure.getErrorMessage())
+        self.assertIsInstance(failure, ContextFailure)
+
+    def test_given(self) -> None:
+        """
+        A tag path given to L{failureWithContext} is used as it is.
+        """
+        try:
+            raise ValueError("boom")
+        except ValueError as error:
+            failure = failureWithContext(error, object(), 0, 0, tagPath="x/y")
+        self.assertEqual(failure.tagPath, "x/y")
+
+
+class _Drain(BufferedConsumer):
+    """
+    A buffered consumer that drains C{perStep} items per step and ends
+    with their count once finished.
+    """
+
+    highWater = 3
+    lowWater = 1
+
+    def __init__(self, clock: Clock, perStep: int = 1) -> None:
+        super().__init__(reactor=clock)
+        self.perStep = perStep
+        self.dealt: List[Any] = []
+        self.released: List[Any] = []
+        self.finished = False
+
+    def write(self, item: Any) -> None:
+        self._buffer.append(item)
+        self._turns().wake()
+        self._buffer.regulate(self._up)
+
+    def finish(self) -> None:
+        self.finished = True
+        self._turns().wake()
+
+    def _step(self) -> bool:
+        for _ in range(self.perStep):
+            if self._buffer:
+                self.dealt.append(self._buffer.popleft())
+        if self.finished and not self._buffer:
+            self._complete(len(self.dealt))
+            return False
+        return self._regulate() and bool(self._buffer)
+
+    def _released(self, outcome: Any) -> None:
+        self.released.append(outcome)
+
+
+class BufferedConsumerTests(SynchronousTestCase):
+    """
+    L{BufferedConsumer}: the producer, the task and the end that consumers
+    holding what they are written share.
+    """
+
+    def test_regulatesAStreamingProducer(self) -> None:
+        """
+        A streaming producer is paused while the buffer is full and resumed
+        by L{BufferedConsumer._regulate} once it is below the low mark.
+        """
+        clock = Clock()
+        consumer = _Drain(clock)
+        producer = RecordingPushProducer()
+        consumer.registerProducer(producer, True)
+        self.assertIs(consumer.producer, producer)
+        for item in "abc":
+            consumer.write(item)
+        self.assertEqual(producer.calls, [("pause",)])
+        self.assertTrue(consumer._step())
+        self.assertTrue(consumer._step())
+        self.assertEqual(producer.calls, [("pause",)])
+        self.assertFalse(consumer._step())
+        self.assertEqual(producer.calls, [("pause",), ("resume",)])
+        clock.advance(0)
+        consumer.unregisterProducer()
+        self.assertIsNone(consumer.producer)
+
+    def test_pullsAPullProducerWhenEmpty(self) -> None:
+        """
+        A pull producer is asked for more each time the buffer is empty,
+        until it unregisters.
+        """
+        clock = Clock()
+        consumer = _Drain(clock)
+        chunks = (b"1", b"2", b"3")
+        producer = RecordingPullProducer(consumer, chunks)  # type: ignore[arg-type]
+        consumer.registerProducer(producer, False)
+        clock.advance(0)
+        self.assertEqual(consumer.dealt, list(chunks))
+        self.assertIsNone(consumer.producer)
+        d = consumer.whenFinished()
+        consumer.finish()
+        clock.advance(0)
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertEqual(self.successResultOf(consumer.whenFinished()), 3)
+        self.assertEqual(consumer.released, [3])
+
+    def test_failureStopsTheProducerOnce(self) -> None:
+        """
+        Ending with a failure drops what is held, stops the producer, runs
+        the cleanup hook and fails L{BufferedConsumer.whenFinished}, once;
+        a producer registered afterwards is stopped at once; a failure
+        nobody waits for is logged.
+        """
+        clock = Clock()
+        consumer = _Drain(clock)
+        producer = RecordingPushProducer()
+        consumer.registerProducer(producer, True)
+        consumer.write("a")
+        d = consumer.whenFinished()
+        failure = Failure(ZeroDivisionError("boom"))
+        consumer._complete(failure)
+        consumer._complete(0)
+        self.assertIs(self.failureResultOf(d), failure)
+        self.assertEqual(producer.calls, [("stop",)])
+        self.assertEqual(consumer.released, [failure])
+        self.assertEqual(len(consumer._buffer), 0)
+        late = RecordingPushProducer()
+        consumer.registerProducer(late, True)
+        self.assertEqual(late.calls, [("stop",)])
+        self.failureResultOf(consumer.whenFinished(), ZeroDivisionError)
+        unwatched = _Drain(clock)
+        unwatched._complete(Failure(ValueError("nobody waits")))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class ReadingFlagTests(SynchronousTestCase):
+    """
+    L{ReadingFlag}: a connection's reading, paused and resumed once per
+    change.
+    """
+
+    def test_pausesTheTransport(self) -> None:
+        """
+        Pauses and resumes reach the transport once per change; with no
+        transport, nothing happens.
+        """
+        transport: List[Any] = [RecordingPushProducer()]
+        flag = ReadingFlag(lambda: transport[0])
+        flag.pause()
+        flag.pause()
+        flag.resume()
+        self.assertEqual(transport[0].calls, [("pause",), ("resume",)])
+        transport[0] = None
+        flag.pause()
+        self.assertTrue(flag.paused)

@@ -10,7 +10,7 @@ from typing import Any, List, Optional
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -24,6 +24,7 @@ from twisted_streaming import (
     IFinishableConsumer,
     ProducerStateError,
     ProducerStopped,
+    StreamProtocol,
 )
 from twisted_streaming._flow import turnLoop
 from twisted_streaming._push import STEP_BYTES
@@ -610,46 +611,40 @@ class EventDrivenTests(SynchronousTestCase):
         self.failureResultOf(d, ProducerStopped)
 
 
-class _Collect(Protocol):
+class _Collect(StreamProtocol):
     """
     Collect what arrives; optionally start with reading paused.
     """
 
     def __init__(self, paused: bool = False) -> None:
+        super().__init__()
         self.startPaused = paused
         self.chunks: List[bytes] = []
         self.received = 0
-        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
         if self.startPaused:
-            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self.transport.pauseProducing()
 
     def dataReceived(self, data: bytes) -> None:
         self.chunks.append(data)
         self.received += len(data)
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost.callback(None)
 
-
-class _Serve(Protocol):
+class _Serve(StreamProtocol):
     """
     Start a producer on the server side of a connection.
     """
 
     def __init__(self, producer: BasePushProducer) -> None:
+        super().__init__()
         self.producer = producer
         self.done: Optional[Deferred[int]] = None
         self.ready: Deferred[None] = Deferred()
-        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
-        self.done = self.producer.startProducing(self.transport)  # type: ignore[arg-type]
+        self.done = self.producer.startProducing(self.transport)
         self.ready.callback(None)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost.callback(None)
 
 
 class RealTCPTests(TestCase):
@@ -669,7 +664,7 @@ class RealTCPTests(TestCase):
         await server.ready
 
         def close() -> Deferred[None]:
-            client.transport.abortConnection()  # type: ignore[union-attr]
+            client.transport.abortConnection()
             return server.lost
 
         self.addCleanup(lambda: client.lost if client.lost.called else close())
@@ -698,10 +693,10 @@ class RealTCPTests(TestCase):
         await producer.firstPause
         # The producer stopped long before the end: it was really paused.
         self.assertLess(producer.made, producer.count)
-        client.transport.resumeProducing()  # type: ignore[union-attr]
+        client.transport.resumeProducing()
         assert server.done is not None
         written = await server.done
-        server.transport.loseConnection()  # type: ignore[union-attr]
+        server.transport.loseConnection()
         await client.lost
         self.assertEqual(written, 4_000_000)
         self.assertEqual(client.received, 4_000_000)
@@ -745,7 +740,7 @@ class RealTCPTests(TestCase):
             producer.write(b"x" * 65536)
         self.assertGreater(len(pauses), 1)
         self.assertEqual(producer.events.count("paused"), 1)
-        client.transport.resumeProducing()  # type: ignore[union-attr]
+        client.transport.resumeProducing()
         await resumed
         self.assertEqual(producer.events.count("paused"), 1)
         producer.finishProducing()
@@ -762,7 +757,7 @@ class RealTCPTests(TestCase):
         client = _Collect(paused=True)
         server = await self.connect(producer, client)
         assert server.done is not None
-        client.transport.abortConnection()  # type: ignore[union-attr]
+        client.transport.abortConnection()
         with self.assertRaises(ProducerStopped):
             await server.done
         self.assertEqual(producer.events[-1], "stopped")
@@ -782,8 +777,8 @@ class RealTCPTests(TestCase):
         server.done.cancel()
         with self.assertRaises(CancelledError):
             await server.done
-        self.assertIsNone(server.transport.producer)  # type: ignore[union-attr]
-        self.assertTrue(server.transport.connected)  # type: ignore[union-attr]
+        self.assertIsNone(server.transport.producer)
+        self.assertTrue(server.transport.connected)
 
     async def test_producerThatNeverPausesDoesNotStarve(self) -> None:
         """

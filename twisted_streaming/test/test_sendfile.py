@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from twisted_streaming import FileSender, ProducerStopped
+from twisted_streaming import FileSender, ProducerStopped, StreamProtocol
 from twisted_streaming.test._extras import skipTLS
 from twisted_streaming.test.test_filesender import _makeFile
 
@@ -65,7 +65,7 @@ class _CollectorFactory(protocol.Factory):
         return self.collector
 
 
-class _Sender(protocol.Protocol):
+class _Sender(StreamProtocol):
     """Write a header, send the file, write a trailer, close."""
 
     def __init__(
@@ -76,6 +76,7 @@ class _Sender(protocol.Protocol):
         configure: Callable[[FileSender], None] = lambda sender: None,
         **kwargs: Any,
     ) -> None:
+        super().__init__()
         self.path = path
         self.header = header
         self.trailer = trailer
@@ -83,28 +84,18 @@ class _Sender(protocol.Protocol):
         self.sender = FileSender()
         configure(self.sender)
         self.result: Deferred[bytes] = Deferred()
-        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
-        assert self.transport is not None
         if self.header:
             self.transport.write(self.header)
-        d = self.sender.beginFileTransfer(
-            self.path,
-            self.transport,  # type: ignore[arg-type]
-            **self.kwargs,
-        )
+        d = self.sender.beginFileTransfer(self.path, self.transport, **self.kwargs)
         d.addBoth(self._done)
 
     def _done(self, result: Any) -> Any:
-        assert self.transport is not None
         if not hasattr(result, "check"):
             self.transport.write(self.trailer)
         self.transport.loseConnection()
         self.result.callback(result)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.lost.callback(None)
 
 
 class ZeroCopyTests(TestCase):

@@ -16,9 +16,8 @@ from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -36,6 +35,7 @@ from twisted_streaming import (
     LineSplitter,
     ProducerStopped,
     Stage,
+    StreamProtocol,
     Unframe,
     pipeline,
 )
@@ -533,25 +533,18 @@ class StageWriteTests(SynchronousTestCase):
         self.assertIsNone(consumer.producer)
 
 
-class _Receiver(Protocol):
+class _Receiver(StreamProtocol):
     """
-    Feed what arrives into a stage, with the transport as its producer.
+    Feed what arrives through a stage into C{sink}.
     """
 
     def __init__(self, stage: Stage, sink: BackpressureConsumer) -> None:
+        super().__init__()
         self.stage = stage
         self.sink = sink
 
     def connectionMade(self) -> None:
-        self.stage.attach(self.sink)
-        self.stage.registerProducer(self.transport, True)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.stage.write(data)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.stage.unregisterProducer()
-        self.stage.finish()
+        pipeline(self.incoming, self.stage, sink=self.sink)
 
 
 class LoopbackTests(TestCase):
@@ -576,7 +569,7 @@ class LoopbackTests(TestCase):
             interface="127.0.0.1",
         )
         self.addCleanup(port.stopListening)
-        client = Protocol()
+        client = StreamProtocol()
         await connectProtocol(
             TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client
         )
@@ -586,9 +579,8 @@ class LoopbackTests(TestCase):
             lambda c: FileSender().beginFileTransfer(path, c),
             compress,
             sent,
-            sink=client.transport,  # type: ignore[arg-type]
+            sink=client.outgoing,
         )
-        client.transport.loseConnection()  # type: ignore[union-attr]
         await decompress.done
         self.assertEqual(sink.received, data)
         self.assertTrue(sink.finished)

@@ -18,18 +18,19 @@ from twisted.internet.endpoints import (
     UNIXClientEndpoint,
     connectProtocol,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 import twisted
-from twisted_streaming import FileSender
+from twisted_streaming import FileSender, StreamProtocol
 from twisted_streaming._transportinternals import (
     CHECKED_VERSIONS,
+    asyncioLoop,
     isRegistered,
     isTCPTransport,
     markWriteDisconnected,
+    pendingBytes,
     queuesFileDescriptors,
     unsentBytes,
     writeClosing,
@@ -44,20 +45,17 @@ _ATTRIBUTES: Tuple[str, ...] = ("dataBuffer", "offset", "_tempDataLen")
 _ATTRIBUTES += ("_writeDisconnecting", "_writeDisconnected", "TLS")
 
 
-class _End(Protocol):
+class _End(StreamProtocol):
     def __init__(self) -> None:
+        super().__init__()
         self.received = 0
         self.made: Deferred[None] = Deferred()
-        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
         self.made.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost.callback(None)
 
 
 class TransportInternalsTests(TestCase):
@@ -84,10 +82,31 @@ class TransportInternalsTests(TestCase):
         def close() -> Deferred[Any]:
             for end in (client, server):
                 if not end.lost.called:
-                    end.transport.abortConnection()  # type: ignore[union-attr]
+                    end.transport.abortConnection()
             return server.lost.addCallback(lambda _: client.lost)
 
         self.addCleanup(close)
+        return client, server
+
+    async def tlsConnection(self) -> Tuple[_End, _End]:
+        """
+        A TLS client connected to a TLS server, both as made by
+        C{twisted.protocols.tls}; the server as it is made.
+        """
+        from twisted.internet import ssl
+        from twisted.internet.endpoints import wrapClientTLS
+
+        from twisted_streaming.test.test_faults import selfSignedPEM
+
+        server = _End()
+        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
+        port = reactor.listenSSL(
+            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        client = _End()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
         return client, server
 
     async def test_attributesExist(self) -> None:
@@ -114,11 +133,11 @@ class TransportInternalsTests(TestCase):
         of the transport's buffers holds it.
         """
         client, server = await self.connection()
-        server.transport.pauseProducing()  # type: ignore[union-attr]
+        server.transport.pauseProducing()
         transport = client.transport
         self.assertEqual(unsentBytes(transport), 0)
         for _ in range(64):
-            transport.write(b"x" * 65536)  # type: ignore[union-attr]
+            transport.write(b"x" * 65536)
         held = unsentBytes(transport)
         self.assertEqual(held, 64 * 65536)
         done: Deferred[None] = Deferred()
@@ -140,7 +159,7 @@ class TransportInternalsTests(TestCase):
         """
         client, server = await self.connection()
         self.assertFalse(writeClosing(client.transport))
-        client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        client.transport.loseWriteConnection()
         self.assertTrue(writeClosing(client.transport))
         transport: Any = server.transport
         transport.socket.shutdown(socket.SHUT_WR)
@@ -173,21 +192,7 @@ class TransportInternalsTests(TestCase):
         A pull producer registered with a TLS transport (which wraps it
         twice) is found registered, until it unregisters.
         """
-        from twisted.internet import ssl
-
-        from twisted_streaming.test.test_faults import selfSignedPEM
-
-        server = _End()
-        options = ssl.PrivateCertificate.loadPEM(selfSignedPEM("127.0.0.1")).options()
-        port = reactor.listenSSL(
-            0, Factory.forProtocol(lambda: server), options, interface="127.0.0.1"
-        )
-        self.addCleanup(port.stopListening)
-        client = _End()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        from twisted.internet.endpoints import wrapClientTLS
-
-        await connectProtocol(wrapClientTLS(ssl.CertificateOptions(), endpoint), client)
+        client, server = await self.tlsConnection()
         await server.made
         transport = cast(Any, client.transport)
         sender = FileSender()
@@ -206,5 +211,50 @@ class TransportInternalsTests(TestCase):
         await client.lost
         await server.lost
 
+    async def test_pendingBytes(self) -> None:
+        """
+        C{pendingBytes} is C{unsentBytes} for TCP, counts what a TLS
+        transport holds in clear and what its TCP transport holds, and is
+        L{None} for a transport it does not know.
+        """
+        client, server = await self.connection()
+        server.transport.pauseProducing()
+        client.transport.write(b"x" * 100_000)
+        self.assertEqual(pendingBytes(client.transport), 100_000)
+        self.assertIsNone(pendingBytes(StringTransport()))
+
+        tlsClient, tlsServer = await self.tlsConnection()
+        transport: Any = tlsClient.transport
+        # Before the handshake, what is written waits in clear.
+        before = pendingBytes(transport)
+        assert before is not None
+        transport.write(b"y" * 100_000)
+        self.assertEqual(pendingBytes(transport), before + 100_000)
+        self.assertEqual(pendingBytes(transport.transport), before)
+        transport.loseConnection()
+        await tlsClient.lost
+        await tlsServer.made
+        await tlsServer.lost
+
     if skipTLS:
         test_isRegisteredThroughTLS.skip = skipTLS  # type: ignore[attr-defined]
+        test_pendingBytes.skip = skipTLS  # type: ignore[attr-defined]
+
+
+class AsyncioLoopTests(TestCase):
+    """
+    L{asyncioLoop}, on an C{AsyncioSelectorReactor} that is not installed.
+    """
+
+    def test_asyncioReactorsLoop(self) -> None:
+        """
+        The loop of an asyncio reactor is found; other reactors have none.
+        """
+        import asyncio
+
+        from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        self.assertIs(asyncioLoop(AsyncioSelectorReactor(loop)), loop)
+        self.assertIsNone(asyncioLoop(reactor))

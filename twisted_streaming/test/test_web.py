@@ -18,7 +18,6 @@ from twisted.internet import reactor as _globalReactor
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -32,7 +31,7 @@ from zope.interface import provider
 from zope.interface.verify import verifyObject
 
 from twisted import version as twistedVersion
-from twisted_streaming import FileResource
+from twisted_streaming import CollectBytes, FileResource, StreamProtocol, pipeline
 from twisted_streaming._twistedweb import takeTransport
 from twisted_streaming._web import parseRange
 from twisted_streaming.test._extras import skipCurl, skipHTTP2, skipTLS
@@ -472,47 +471,37 @@ def captureLog(testCase: TestCase) -> List[str]:
     return events
 
 
-class HangUp(Protocol):
+class HangUp(StreamProtocol):
     """
     Send C{request}, and abort the connection once 1 MiB of the answer has
     arrived: the server has sent at least that much by then.
     """
 
     def __init__(self, request: bytes) -> None:
+        super().__init__()
         self.request = request
         self.received = 0
-        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
-        self.transport.write(self.request)  # type: ignore[union-attr]
+        self.transport.write(self.request)
 
     def dataReceived(self, data: bytes) -> None:
         before, self.received = self.received, self.received + len(data)
         if before < 1024 * 1024 <= self.received:
-            self.transport.abortConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost.callback(None)
+            self.transport.abortConnection()
 
 
-class _Collect(Protocol):
+class _Request(StreamProtocol):
     """
-    Send C{request} and collect everything until the server closes.
+    Send C{request}; what the server answers is L{incoming}.
     """
 
     def __init__(self, request: bytes) -> None:
+        super().__init__()
         self.request = request
-        self.data: List[bytes] = []
-        self.lost: Deferred[bytes] = Deferred()
 
     def connectionMade(self) -> None:
-        self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data.append(data)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost.callback(b"".join(self.data))
+        self.transport.write(self.request)
 
 
 class FileResourceTests(TestCase):
@@ -678,10 +667,12 @@ class FileResourceTests(TestCase):
             % (first, last, b"Connection: close\r\n" if i == 2 else b"")
             for i, (first, last) in enumerate(ranges)
         )
-        client = _Collect(requests)
+        client = _Request(requests)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
         await connectProtocol(endpoint, client)
-        data = await client.lost
+        collected = CollectBytes()
+        await pipeline(client.incoming, sink=collected)
+        data = await collected.whenFinished()
         bodies = []
         while data:
             head, _, data = data.partition(b"\r\n\r\n")

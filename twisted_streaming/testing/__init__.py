@@ -16,11 +16,16 @@ or L{checkPushProducer} / L{checkPullProducer} from plain pytest.  A producer
 that is fed by a source (a stage, an adapter, one direction of a proxy) goes
 through the same suite wrapped in a L{FedPushProducer}.  The consumer side of
 the contract is checked by L{ConsumerConformanceMixin} or L{checkConsumer}.
+Hierarchical streams have suites of their own: L{checkNestedConsumer} (or
+L{NestedConsumerConformanceMixin}) checks an
+L{INestedConsumer <twisted_streaming.INestedConsumer>}, and
+L{checkNestedReader} (or L{NestedReaderConformanceMixin}) a reader that
+hands each child of a stream to a handler, such as a C{TarReader}.
 L{loopbackReceive} sends a stream over a real TCP connection on 127.0.0.1.
 
 Each concept lives in a module of its own: C{_fakes}, C{_producerconformance},
-C{_consumerconformance} and C{_loopback}; everything public is importable from
-here.  Importing this package does not install a reactor.
+C{_consumerconformance}, C{_nestedconformance} and C{_loopback}; everything
+public is importable from here.  Importing this package does not install a reactor.
 """
 
 from twisted_streaming.testing._consumerconformance import (
@@ -36,6 +41,21 @@ from twisted_streaming.testing._fakes import (
     RecordingPushProducer,
 )
 from twisted_streaming.testing._loopback import loopbackReceive
+from twisted_streaming.testing._nestedconformance import (
+    NestedConsumerConformanceMixin,
+    NestedReaderConformanceMixin,
+    checkNestedChildren,
+    checkNestedConsumer,
+    checkNestedFailureTagPath,
+    checkNestedOneChildAtATime,
+    checkNestedReader,
+    checkNestedWritesAfterFinish,
+    checkReaderDeliversChildren,
+    checkReaderFailsOnTruncation,
+    checkReaderPullProducer,
+    checkReaderSkipsChildren,
+    checkReaderStopsOnChildFailure,
+)
 from twisted_streaming.testing._producerconformance import (
     FILE_DATA,
     PullProducerConformanceMixin,
@@ -55,6 +75,8 @@ __all__ = [
     "BackpressureConsumer",
     "ConsumerConformanceMixin",
     "FedPushProducer",
+    "NestedConsumerConformanceMixin",
+    "NestedReaderConformanceMixin",
     "PullProducerConformanceMixin",
     "PushProducerConformanceMixin",
     "RecordingPullProducer",
@@ -64,10 +86,21 @@ __all__ = [
     "checkConsumerDrivesPullProducer",
     "checkConsumerPausesPushProducer",
     "checkIdempotentPause",
+    "checkNestedChildren",
+    "checkNestedConsumer",
+    "checkNestedFailureTagPath",
+    "checkNestedOneChildAtATime",
+    "checkNestedReader",
+    "checkNestedWritesAfterFinish",
     "checkNoWriteAfterPause",
     "checkOneWritePerResume",
     "checkPullProducer",
     "checkPushProducer",
+    "checkReaderDeliversChildren",
+    "checkReaderFailsOnTruncation",
+    "checkReaderPullProducer",
+    "checkReaderSkipsChildren",
+    "checkReaderStopsOnChildFailure",
     "checkStop",
     "defaultStart",
     "loopbackReceive",

@@ -63,6 +63,20 @@ def _settle(clock: Clock, done: Callable[[], bool]) -> bool:
     raise _ContractViolation(f"still busy after {_MAX_STEPS} steps")
 
 
+def _checkSucceededOnce(subject: object, outcome: _Outcome) -> None:
+    """
+    Check that C{subject}'s completion fired once, with success.
+    """
+    _check(
+        len(outcome.results) == 1,
+        f"{subject!r}'s completion fired {len(outcome.results)} times",
+    )
+    _check(
+        not isinstance(outcome.results[0], Failure),
+        f"{subject!r}'s completion failed: {outcome.results[0]!r}",
+    )
+
+
 def _finishConsumer(
     clock: Clock,
     consumer: Any,
@@ -87,14 +101,7 @@ def _finishConsumer(
         f"{consumer!r} called its unregistered producer: {producerCalls[before:]!r}",
     )
     if completion is not None:
-        _check(
-            len(outcome.results) == 1,
-            f"{consumer!r}'s completion fired {len(outcome.results)} times",
-        )
-        _check(
-            not isinstance(outcome.results[0], Failure),
-            f"{consumer!r}'s completion failed: {outcome.results[0]!r}",
-        )
+        _checkSucceededOnce(consumer, outcome)
     if received is not None:
         got = received(consumer)
         _check(

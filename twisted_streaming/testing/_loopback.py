@@ -12,48 +12,44 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.protocol import (
     ClientFactory,
     Factory,
-    Protocol,
     ServerFactory,
-    connectionDone,
 )
 from twisted.python.failure import Failure
 
+from twisted_streaming._connection import StreamProtocol
 from twisted_streaming._flow import getReactor
 
 __all__ = ["loopbackReceive"]
 
 
-class _Receiver(Protocol):
+class _Receiver(StreamProtocol):
     def __init__(self, slowReader: int, reactor: IReactorTime) -> None:
+        super().__init__(reactor=reactor)
         self.slowReader = slowReader
         self.reactor = reactor
         self.chunks: List[bytes] = []
-        self.lost: Deferred[None] = Deferred()
 
     def dataReceived(self, data: bytes) -> None:
         self.chunks.append(data)
         if self.slowReader:
             # Read again only after a few reactor turns, so the sender's
             # buffers fill and it is paused.
-            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self.transport.pauseProducing()
             self._later(self.slowReader)
 
     def _later(self, turns: int) -> None:
         if turns <= 0:
-            if self.transport is not None and self.transport.connected:  # type: ignore[attr-defined]
-                self.transport.resumeProducing()  # type: ignore[attr-defined]
+            if self.transport is not None and self.transport.connected:
+                self.transport.resumeProducing()
             return
         self.reactor.callLater(0, self._later, turns - 1)
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.lost.callback(None)
 
-
-class _Sender(Protocol):
+class _Sender(StreamProtocol):
     def __init__(self, startFn: Callable[[Any], Optional[Deferred[Any]]]) -> None:
+        super().__init__()
         self.startFn = startFn
         self.outcome: Deferred[Any] = Deferred()
-        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
         d = self.startFn(self.transport)
@@ -64,10 +60,7 @@ class _Sender(Protocol):
 
     def _done(self, result: Any) -> None:
         self.outcome.callback(result)
-        self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.lost.callback(None)
+        self.transport.loseConnection()
 
 
 class _ClientFactory(ClientFactory):
