@@ -42,7 +42,7 @@ SUMMARY = re.compile(
 )
 
 
-class Client(liveFeed.FeedClient):  # type: ignore[misc]
+class Client(liveFeed.FeedClient):
     """
     The example's client; a slow one stops reading as soon as it is
     connected.  L{first} fires with its first record.
