@@ -14,6 +14,8 @@ requests on stderr, and answers:
   - a range with C{If-Range}: the range only if the date given is the file's
     C{Last-Modified}, else 200 and the whole file (the file has changed, so
     the part the client holds is stale).
+  - C{If-Modified-Since} at or after the file's C{Last-Modified}: 304, no
+    body.
 
 Over plain HTTP the body goes from the file to the socket with
 C{os.sendfile}, never through Python; memory stays flat however big the

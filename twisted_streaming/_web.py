@@ -5,6 +5,7 @@ sent with L{os.sendfile} where the connection allows it.
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import os
 import re
@@ -15,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath, InsecurePath
 from twisted.web.http import (
+    CACHED,
     FORBIDDEN,
     NOT_FOUND,
     PARTIAL_CONTENT,
@@ -69,7 +71,8 @@ class FileResource(Resource):
         outside C{path}); anything else is a 404, and a file that cannot
         be opened for lack of permission a 403;
       - every response to a file has C{Accept-Ranges: bytes},
-        C{Last-Modified} (the file's modification time), a C{Content-Type}
+        C{Last-Modified} (the file's modification time, rounded up to the
+        second), a C{Content-Type}
         guessed from the file name, and C{Content-Length};
       - C{Range: bytes=a-b}, C{bytes=a-} or C{bytes=-n} gets a 206 with
         those bytes and C{Content-Range}; a range that starts past the end
@@ -79,6 +82,10 @@ class FileResource(Resource):
       - with C{If-Range}, the range is served only if the value is the
         file's C{Last-Modified} exactly; otherwise (an older date, or an
         entity tag, since none is sent) the whole file, with a 200;
+      - with C{If-Modified-Since} at or after C{Last-Modified}, a 304 and
+        no body (L{Request.setLastModified
+        <twisted.web.server.Request.setLastModified>}'s rule, as
+        L{twisted.web.static.File}'s), before any range is looked at;
       - C{HEAD} gets the headers that C{GET} would, and no body.
 
     The body is sent by a L{FileSender <twisted_streaming.FileSender>}
@@ -192,9 +199,14 @@ class FileResource(Resource):
         withBody: bool,
     ) -> Any:
         size = status.st_size
-        modified = datetimeToString(int(status.st_mtime))
+        # Whole seconds, rounded up as Request.setLastModified does, which
+        # sends the header and answers If-Modified-Since.
+        mtime = math.ceil(status.st_mtime)
+        modified = datetimeToString(mtime)
+        if request.setLastModified(mtime) is CACHED:
+            file.close()
+            return b""
         request.setHeader(b"accept-ranges", b"bytes")
-        request.setHeader(b"last-modified", modified)
         kind = mimetypes.guess_type(path.basename())[0] or self.defaultType
         request.setHeader(b"content-type", kind.encode("ascii"))
         byteRange = parseRange(request.getHeader(b"range"), size)

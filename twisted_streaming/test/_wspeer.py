@@ -2,11 +2,13 @@
 A WebSocket peer written with the independent C{websockets} library
 (asyncio), run in a subprocess by the interoperability tests:
 
-    python -m twisted_streaming.test._wspeer client ws://127.0.0.1:PORT [--send COUNT SIZE SEED]
-    python -m twisted_streaming.test._wspeer server [--send COUNT SIZE SEED]
+    python -m twisted_streaming.test._wspeer client ws://127.0.0.1:PORT [--send COUNT SIZE SEED] [--tls PEM]
+    python -m twisted_streaming.test._wspeer server [--send COUNT SIZE SEED] [--tls PEM]
 
 A server listens on 127.0.0.1, prints C{port N}, and serves one
-connection.  The peer receives messages frame by frame (a message of any
+connection.  With C{--tls PEM} (a certificate for C{localhost} and its
+key) the server serves C{wss://} with them and the client trusts only that
+certificate (a C{wss://127.0.0.1} URL, checked as C{localhost}).  The peer receives messages frame by frame (a message of any
 size in constant memory), counting them and hashing their payloads in
 order, or with C{--send} sends C{COUNT} messages of C{SIZE} bytes from
 C{random.Random(SEED)}, waiting for the connection to take each, then
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import ssl
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -150,9 +153,21 @@ async def main(argv: List[str]) -> None:
     if "--send" in argv:
         at = argv.index("--send")
         send = [int(a) for a in argv[at + 1 : at + 4]]
+    options = dict(_OPTIONS)
+    if "--tls" in argv:
+        pem = argv[argv.index("--tls") + 1]
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH if role == "client" else ssl.Purpose.CLIENT_AUTH
+        )
+        if role == "client":
+            context.load_verify_locations(pem)
+            options["server_hostname"] = "localhost"
+        else:
+            context.load_cert_chain(pem)
+        options["ssl"] = context
     peer = Peer(send)
     if role == "client":
-        async with connect(argv[1], proxy=None, **_OPTIONS) as ws:
+        async with connect(argv[1], proxy=None, **options) as ws:
             await peer.run(ws)
         return
     finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -164,7 +179,7 @@ async def main(argv: List[str]) -> None:
             if not finished.done():
                 finished.set_result(None)
 
-    async with serve(handler, "127.0.0.1", 0, **_OPTIONS) as server:
+    async with serve(handler, "127.0.0.1", 0, **options) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         say(f"port {port}")
         await finished

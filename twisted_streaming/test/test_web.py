@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import math
 import os
 import re
 from typing import Any, Dict, List, Tuple, cast
@@ -282,9 +283,10 @@ class ResponsesWithoutBodyTests(SynchronousTestCase):
 
     def test_headers(self) -> None:
         """
-        HEAD gets C{Accept-Ranges}, C{Last-Modified}, a C{Content-Type}
-        from the file's name (or the default) and C{Content-Length}, and no
-        body.
+        HEAD gets C{Accept-Ranges}, a C{Content-Type} from the file's name
+        (or the default) and C{Content-Length}, and no body.
+        (C{Last-Modified}, which the request writes, is checked over a real
+        connection.)
         """
         path = makeFile(self, 1000, "page.html")
         path.parent().child("data").setContent(b"12345")
@@ -296,10 +298,6 @@ class ResponsesWithoutBodyTests(SynchronousTestCase):
         self.assertEqual(headers.getRawHeaders(b"accept-ranges"), [b"bytes"])
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"text/html"])
         self.assertEqual(headers.getRawHeaders(b"content-length"), [b"1000"])
-        self.assertEqual(
-            headers.getRawHeaders(b"last-modified"),
-            [datetimeToString(int(path.getModificationTime()))],
-        )
         self.assertEqual(request.written, [b""])
         request = render(resource, [b"data"], b"HEAD")
         self.assertEqual(
@@ -585,7 +583,7 @@ class FileResourceTests(TestCase):
         self.assertIn(b"Content-Range: bytes 10-19/%d\r\n" % (self.size,), text)
         self.assertIn(b"Content-Length: 10\r\n", text)
         self.assertIn(b"Accept-Ranges: bytes\r\n", text)
-        modified = datetimeToString(int(self.path.getModificationTime()))
+        modified = datetimeToString(math.ceil(self.path.getModificationTime()))
         self.assertIn(b"Last-Modified: " + modified + b"\r\n", text)
         [(status, got, _, _)] = await curl(
             "--range", f"{self.size}-", "--dump-header", headers, self.url
@@ -600,7 +598,7 @@ class FileResourceTests(TestCase):
         file's C{Last-Modified}, and the whole file once it is not (or an
         entity tag is given).
         """
-        modified = datetimeToString(int(self.path.getModificationTime())).decode()
+        modified = self.lastModified()
         for ifRange, status, length in [
             (modified, 206, 10),
             ("Thu, 01 Jan 1970 00:00:00 GMT", 200, self.size),
@@ -612,6 +610,46 @@ class FileResourceTests(TestCase):
             self.assertEqual((got, size), (status, length), ifRange)
             with open(out, "rb") as f:
                 self.assertTrue(f.read() == self.content[:length], ifRange)
+
+    def lastModified(self) -> str:
+        """
+        The file's C{Last-Modified}: its modification time rounded up to the
+        second.
+        """
+        return datetimeToString(math.ceil(self.path.getModificationTime())).decode()
+
+    async def test_ifModifiedSince(self) -> None:
+        """
+        C{If-Modified-Since} at or after the file's C{Last-Modified} gets a
+        304 with no body, for a whole file, a range and a C{HEAD}; an
+        earlier date, or one that is not a date, the file.
+        """
+        modified = self.lastModified()
+        later = "Fri, 01 Jan 2100 00:00:00 GMT"
+        earlier = "Thu, 01 Jan 1970 00:00:00 GMT"
+        for since, extra, status, length in [
+            (modified, [], 304, 0),
+            (modified, ["--range", "0-9"], 304, 0),
+            (modified, ["--head"], 304, 0),
+            (later, [], 304, 0),
+            (earlier, [], 200, self.size),
+            ("yesterday", [], 200, self.size),
+        ]:
+            headers = self.output()
+            [(got, size, _, _)] = await curl(
+                *extra,
+                "--header",
+                f"If-Modified-Since: {since}",
+                "--dump-header",
+                headers,
+                self.url,
+                "-o",
+                os.devnull,
+            )
+            self.assertEqual((got, size), (status, length), (since, extra))
+            with open(headers, "rb") as f:
+                self.assertIn(f"Last-Modified: {modified}\r\n".encode(), f.read())
+        self.assertEqual(self.resource.bytesSent, 2 * self.size)
 
     async def test_keepAliveAfterHeadAndBodies(self) -> None:
         """

@@ -24,7 +24,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, globalLogPublisher
@@ -33,10 +37,21 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer, provider
 
 from twisted_streaming import BasePushProducer, IFinishableConsumer, ProducerStopped
-from twisted_streaming.test._extras import missing
+from twisted_streaming.test._extras import missing, skipTLS
 
 skipAutobahn = missing("autobahn")
 skipWebsockets = skipAutobahn or missing("websockets")
+skipWss = skipWebsockets or skipTLS
+
+if skipTLS is None:
+    from cryptography.hazmat.primitives import serialization
+    from twisted.internet.ssl import (
+        Certificate,
+        CertificateOptions,
+        optionsForClientTLS,
+    )
+
+    from twisted_streaming.test.test_faults import selfSigned
 
 if skipAutobahn is None:
     from autobahn.twisted.websocket import (
@@ -313,21 +328,26 @@ class WebsocketsPeer:
 
     @classmethod
     async def serve(
-        cls, testCase: TestCase, send: Optional[List[int]]
+        cls, testCase: TestCase, send: Optional[List[int]], pem: Optional[str] = None
     ) -> Tuple[Any, str]:
-        peer = cls.start(testCase, ["server", *cls._send(send)])
+        peer = cls.start(testCase, ["server", *cls._options(send, pem)])
         port = (await peer.process.waitFor("port ")).split()[1]
-        return peer, f"ws://127.0.0.1:{port}"
+        return peer, f"{'wss' if pem else 'ws'}://127.0.0.1:{port}"
 
     @classmethod
     async def connect(
-        cls, testCase: TestCase, url: str, send: Optional[List[int]]
+        cls,
+        testCase: TestCase,
+        url: str,
+        send: Optional[List[int]],
+        pem: Optional[str] = None,
     ) -> Any:
-        return cls.start(testCase, ["client", url, *cls._send(send)])
+        return cls.start(testCase, ["client", url, *cls._options(send, pem)])
 
     @staticmethod
-    def _send(send: Optional[List[int]]) -> List[str]:
-        return ["--send", *map(str, send)] if send else []
+    def _options(send: Optional[List[int]], pem: Optional[str]) -> List[str]:
+        sending = ["--send", *map(str, send)] if send else []
+        return sending + (["--tls", pem] if pem else [])
 
     def command(self, line: str) -> None:
         self.process.transport.write(line.encode() + b"\n")  # type: ignore[union-attr]
@@ -511,6 +531,31 @@ def _abort(protocol: Any) -> Optional[Deferred[Any]]:
     return None
 
 
+class LocalhostCertificate:
+    """
+    A new self-signed certificate for C{localhost}: its key and certificate
+    for this package's side, as a trust root for this package's client, and
+    in a PEM file (certificate and key) for a C{websockets} peer.
+    """
+
+    def __init__(self, testCase: TestCase) -> None:
+        key, cert = selfSigned("localhost")
+        # pyOpenSSL takes cryptography's objects directly.
+        self.keyAndCertificate: Tuple[Any, Any] = (key, cert)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        self.root = Certificate.loadPEM(pem)
+        self.path = testCase.mktemp()
+        with open(self.path, "wb") as f:
+            f.write(pem)
+            f.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+
+
 # The scenarios
 
 
@@ -522,6 +567,8 @@ class _Scenarios:
 
     peerKind: Any
     ourSide: str  # "server" or "client"
+    #: Over C{wss://}: makes the certificate both sides use.
+    peerTLS: Optional[Any] = None
 
     async def open(
         self, attach: Any, send: Optional[List[int]] = None
@@ -533,11 +580,17 @@ class _Scenarios:
         """
         testCase: Any = self
         attached: Deferred[Tuple[Any, Any]] = Deferred()
+        # Over TLS, a certificate for localhost the peer gets as a file.
+        tls: Any = () if self.peerTLS is None else (self.peerTLS(testCase),)
 
         def opened(protocol: Any) -> None:
             # A small send buffer, so that a reader that stops reading
             # fills the kernel's buffers soon.
-            protocol.transport.getHandle().setsockopt(SOL_SOCKET, SO_SNDBUF, 64 * KiB)
+            transport = protocol.transport
+            if tls:
+                # Under TLSMemoryBIOProtocol, the TCP transport.
+                transport = transport.transport
+            transport.getHandle().setsockopt(SOL_SOCKET, SO_SNDBUF, 64 * KiB)
             attached.callback((attach(protocol), protocol))
 
         if self.ourSide == "server":
@@ -545,17 +598,33 @@ class _Scenarios:
             factory.protocol = OurServerProtocol
             factory.setProtocolOptions(**_NO_TIMEOUTS)
             factory.opened = opened
-            port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+            if tls:
+                key, cert = tls[0].keyAndCertificate
+                serverOptions = CertificateOptions(privateKey=key, certificate=cert)
+                port = reactor.listenSSL(
+                    0, factory, serverOptions, interface="127.0.0.1"
+                )
+                url = f"wss://127.0.0.1:{port.getHost().port}"
+            else:
+                port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+                url = f"ws://127.0.0.1:{port.getHost().port}"
             testCase.addCleanup(port.stopListening)
-            url = f"ws://127.0.0.1:{port.getHost().port}"
-            peer = await self.peerKind.connect(testCase, url, send)
+            peer = await self.peerKind.connect(
+                testCase, url, send, *(pem.path for pem in tls)
+            )
         else:
-            peer, url = await self.peerKind.serve(testCase, send)
+            peer, url = await self.peerKind.serve(
+                testCase, send, *(pem.path for pem in tls)
+            )
             factory = WebSocketClientFactory(url)
             factory.protocol = OurClientProtocol
             factory.setProtocolOptions(serverConnectionDropTimeout=0, **_NO_TIMEOUTS)
             factory.opened = opened
-            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", factory.port)
+            endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", factory.port)
+            if tls:
+                endpoint = wrapClientTLS(
+                    optionsForClientTLS("localhost", trustRoot=tls[0].root), endpoint
+                )
             protocol = await connectProtocol(endpoint, factory.buildProtocol(None))
             testCase.addCleanup(_abort, protocol)
         ours, protocol = await attached
@@ -764,3 +833,26 @@ class OurClientAutobahnServerTests(_Scenarios, TestCase):
     skip = skipAutobahn
     ourSide = "client"
     peerKind = AutobahnPeer
+
+
+class OurServerWebsocketsClientOverTLSTests(_Scenarios, TestCase):
+    """
+    This package's server over C{wss://}, a C{websockets} client: the
+    transport this package pauses and measures is Twisted's TLS one.
+    """
+
+    skip = skipWss
+    ourSide = "server"
+    peerKind = WebsocketsPeer
+    peerTLS = LocalhostCertificate
+
+
+class OurClientWebsocketsServerOverTLSTests(_Scenarios, TestCase):
+    """
+    This package's client over C{wss://}, a C{websockets} server.
+    """
+
+    skip = skipWss
+    ourSide = "client"
+    peerKind = WebsocketsPeer
+    peerTLS = LocalhostCertificate
