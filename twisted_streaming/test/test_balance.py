@@ -18,6 +18,7 @@ from twisted_streaming import (
     ConsumerFinished,
     FileSender,
     IFinishableConsumer,
+    ProducerStateError,
     ProducerStopped,
     pipeline,
 )
@@ -30,6 +31,7 @@ from twisted_streaming.test._fan import (
     runFor,
 )
 from twisted_streaming.test.test_broadcast import pieces
+from twisted_streaming.test.test_flow import RefusingConsumer
 from twisted_streaming.test.test_merge import Boom
 from twisted_streaming.test.test_stages import Items
 from twisted_streaming.testing import (
@@ -192,6 +194,22 @@ class BalanceTests(SynchronousTestCase):
         for _ in range(3):
             balance.write(b"x")
         self.assertEqual(stays.received, b"xxx")
+
+    def test_outputRefuses(self) -> None:
+        """
+        A consumer that already has a producer refuses its output: that
+        Deferred fails, nothing is written to it, and the writes go to the
+        other outputs.
+        """
+        balance = Balance(reactor=self.clock)
+        refusing = RefusingConsumer()
+        self.failureResultOf(balance.addOutput(refusing), ProducerStateError)
+        stays = BackpressureConsumer()
+        balance.addOutput(stays)
+        for _ in range(2):
+            balance.write(b"x")
+        self.assertEqual((refusing.received, stays.received), (b"", b"xx"))
+        self.assertIs(refusing.producer, refusing.first)
 
     def test_pullSource(self) -> None:
         """
