@@ -122,6 +122,8 @@ class Merge(Flow):
         self._largest = 0
         # The first input's failure, reported once the others have finished.
         self._inputFailure: Optional[Failure] = None
+        # The inputs still to resume in this round, the next one last.
+        self._round: List[MergeInput] = []
         self.done: Deferred[int] = self._start(consumer, True)
 
     @property
@@ -224,7 +226,12 @@ class Merge(Flow):
     def _resumeInputs(self) -> None:
         """
         Resume the inputs, least served first, until one of them fills the
-        consumer and the merge is paused again.
+        consumer and the merge is paused again.  An input that does not
+        write at once (it has nothing to send, or the turn loop's budget is
+        spent and it waits for the next turn) hands the rest of the round
+        to the turn loop, one input a step: so an input that writes there
+        can pause the merge before every other input has been resumed, and
+        paused again.
         """
         inputs = self._inputs
         if not inputs:
@@ -235,17 +242,40 @@ class Merge(Flow):
             if each.served < floor:
                 each.served = floor
         # Among equals, the one that wrote least recently.
-        order = sorted(inputs, key=_turnOf)
-        pause = self._pause
-        for each in order:
+        self._round = sorted(inputs, key=_turnOf)
+        self._round.reverse()
+        self._resumeRound(1 << 62)
+
+    def _resumeRound(self, most: int) -> bool:
+        """
+        Resume up to C{most} of this round's inputs, while the merge is not
+        paused, or until one does not write at once.
+
+        @return: Whether some are left for a later step.
+        """
+        pending, pause = self._round, self._pause
+        while pending and most > 0:
             if pause.paused or self._state is not RUNNING:
-                return
-            each._resume()
+                pending.clear()
+                return False
+            each = pending.pop()
+            if each.ended:
+                continue
+            most -= 1
+            before = self.chunksWritten
+            if each._resume() and self.chunksWritten == before and pending:
+                self._turns().wake()
+                return True
+        return bool(pending) and not pause.paused
 
     # The flow core's hooks
 
+    def _flowStep(self) -> bool:
+        return self._resumeRound(1)
+
     def _flowPauseChanged(self, paused: bool) -> None:
         if paused:
+            self._round.clear()
             for each in self._inputs:
                 each._pause()
         else:
@@ -459,11 +489,19 @@ class MergeInput:
         elif self._task is not None:
             self._task.sleep()
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
+        """
+        Resume the producer, if there is one to resume.
+
+        @return: Whether there was.
+        """
         if self._up.streaming:
             self._up.resume()
-        elif self._wants:
+            return self._up.producer is not None
+        if self._wants:
             self._turns().wake(now=True)
+            return True
+        return False
 
     def _turns(self) -> Task:
         task = self._task

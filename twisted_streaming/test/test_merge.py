@@ -137,7 +137,9 @@ class MergeTests(SynchronousTestCase):
         """
         When the consumer pauses the merge, every input's producer is paused
         (a producer registered while paused at once), each once however
-        often the consumer repeats it; a resume resumes them all.
+        often the consumer repeats it; a resume resumes them all: the first
+        at once and, since it writes nothing then, the others on the turn
+        loop.
         """
         merge = Merge(StringTransport(), reactor=self.clock)
         producers = [RecordingPushProducer() for _ in range(3)]
@@ -149,6 +151,8 @@ class MergeTests(SynchronousTestCase):
         for producer in producers:
             self.assertEqual(producer.calls, [("pause",)])
         merge.resumeProducing()
+        self.assertEqual([len(producer.calls) for producer in producers].count(2), 1)
+        self.clock.advance(0)
         for producer in producers:
             self.assertEqual(producer.calls, [("pause",), ("resume",)])
 
