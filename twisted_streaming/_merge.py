@@ -277,7 +277,10 @@ class Merge(Flow):
         if paused:
             self._round.clear()
             for each in self._inputs:
-                each._pause()
+                up = each._up
+                # Most were never resumed in this round: skip them cheaply.
+                if not (up.paused and up.streaming):
+                    each._pause()
         else:
             self._resumeInputs()
 
