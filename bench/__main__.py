@@ -161,6 +161,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         runs: List[List[str]] = [quick]
         if name == "bench_filesender":
             runs += [["--sweep", *quick], ["--memory", *quick]]
+        if name == "bench_short_connections":
+            runs += [["--profile", *quick]]
         for extra in runs:
             began = time.monotonic()
             output = subprocess.run(

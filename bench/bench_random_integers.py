@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
+from bench import peers
+
 PROMPT = b"how many random integers do you want?\r\n"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -98,13 +100,7 @@ class Child:
         """
         Terminate the child and reap it; kill it if it will not go.
         """
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process.wait(timeout=30)
+        peers.stopProcess(self.process)
 
 
 class Server(Child):

@@ -3,6 +3,8 @@ twisted_streaming: producers and consumers for Twisted that move a lot of data
 without eating memory, burning CPU or stalling the reactor.
 """
 
+from twisted_streaming._balance import Balance
+from twisted_streaming._broadcast import Broadcast
 from twisted_streaming._compression import Compress, Decompress
 from twisted_streaming._connection import (
     ConnectionSink,
@@ -11,6 +13,7 @@ from twisted_streaming._connection import (
 )
 from twisted_streaming._extractdirectory import ExtractDirectory
 from twisted_streaming._failure import ContextFailure
+from twisted_streaming._fanout import FanOutput
 from twisted_streaming._fileconsumer import FileConsumer
 from twisted_streaming._filesender import FileSender
 from twisted_streaming._flow import TurnLoop, turnLoop
@@ -22,6 +25,7 @@ from twisted_streaming._fromasynciterable import (
 from twisted_streaming._hashing import HashStage
 from twisted_streaming._httpbody import BodyProducer, ResponseBody, responseBody
 from twisted_streaming._lines import LineJoiner, LineSplitter
+from twisted_streaming._merge import Merge, MergeInput
 from twisted_streaming._multipart import MultipartReader
 from twisted_streaming._pipeline import pipeline
 from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
@@ -40,6 +44,7 @@ from twisted_streaming._web import FileResource
 from twisted_streaming.interfaces import (
     ChildStillOpen,
     ConsumerFinished,
+    ConsumerTooSlow,
     IConsumer,
     IFinishableConsumer,
     INestedConsumer,
@@ -58,8 +63,10 @@ from twisted_streaming.interfaces import (
 
 __all__ = [
     "AsyncIterableProducer",
+    "Balance",
     "BasePushProducer",
     "BodyProducer",
+    "Broadcast",
     "ChildStillOpen",
     "CollectBytes",
     "CollectList",
@@ -67,10 +74,12 @@ __all__ = [
     "ConnectionSink",
     "ConnectionSource",
     "ConsumerFinished",
+    "ConsumerTooSlow",
     "ContextFailure",
     "Count",
     "Decompress",
     "ExtractDirectory",
+    "FanOutput",
     "FileConsumer",
     "FileResource",
     "FileSender",
@@ -87,6 +96,8 @@ __all__ = [
     "LineJoiner",
     "LineSplitter",
     "MemberSizeError",
+    "Merge",
+    "MergeInput",
     "MultipartError",
     "MultipartReader",
     "MultipartResource",

@@ -855,9 +855,16 @@ class Flow:
         """
         task = self._task
         if task is None:
-            cooperator = self._cooperator or turnLoop(self._reactor)
-            task = self._task = Task(cooperator, self._flowStep)
+            task = self._task = self._taskFor(self._flowStep)
         return task
+
+    def _taskFor(self, step: Callable[[], bool]) -> Task:
+        """
+        A new task for C{step} on this flow's turn loop (or cooperator): for
+        a part of the flow with work of its own, such as each input of a
+        merge.  The flow's end path does not cancel it; its owner does.
+        """
+        return Task(self._cooperator or turnLoop(self._reactor), step)
 
     def _start(self, consumer: IConsumer, streaming: bool) -> Deferred[Any]:
         """

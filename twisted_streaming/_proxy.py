@@ -49,7 +49,7 @@ from twisted_streaming._limits import ConnectionLimits, IdleTimer
 from twisted_streaming._proxyheader import VERSIONS, proxyHeader, sendFirst
 from twisted_streaming._resetwatch import ResetWatch, socketOf
 from twisted_streaming._splice import PipePool, Splice
-from twisted_streaming._transportinternals import abortNow
+from twisted_streaming._transportinternals import abortNow, connectTCPArguments
 
 __all__ = ["ProxyFactory", "ProxyStatistics"]
 
@@ -305,15 +305,17 @@ class _Connection:
     def connect(self) -> None:
         factory = self.factory
         reactor = factory.reactor
-        address = factory._directAddress()
-        if address is not None:
+        direct = factory._directAddress()
+        if direct is not None:
             # The reactor's own connector: no endpoint, no Deferred, and its
             # timeout is the connect timeout.
-            self._connecting = cast(IReactorTCP, reactor).connectTCP(
-                address[0],
-                address[1],
+            connector, host, port, timeout, bind = direct
+            self._connecting = cast(IReactorTCP, connector).connectTCP(
+                host,
+                port,
                 _UpstreamFactory(self, True),
-                timeout=factory.connectTimeout,
+                timeout=timeout,
+                bindAddress=bind,
             )
         else:
             d = factory.endpoint().connect(_UpstreamFactory(self, False))
@@ -500,14 +502,22 @@ class _Connection:
         self._idle = None
         self.statistics.ended = self.factory.reactor.seconds()
         stats = self.statistics
+        client = self.client.transport.getPeer()
+        path = stats.path or "not connected"
+        # The text is made here, once, with an f-string: Twisted's formatter
+        # (string.Formatter over the event) took a tenth of a short
+        # connection's CPU time for five fields.  The fields stay in the
+        # event for observers that keep them (JSON, filters).
         _log.info(
-            "Proxied {client}: {up} bytes up, {down} bytes down in "
-            "{duration:.3f}s, {path} ({reason})",
-            client=self.client.transport.getPeer(),
+            "Proxied {summary}",
+            summary=f"{client}: {stats.bytesToUpstream} bytes up, "
+            f"{stats.bytesToClient} bytes down in {stats.duration:.3f}s, "
+            f"{path} ({stats.reason})",
+            client=client,
             up=stats.bytesToUpstream,
             down=stats.bytesToClient,
             duration=stats.duration,
-            path=stats.path or "not connected",
+            path=path,
             reason=stats.reason,
         )
         self.factory._connectionDone(self)
@@ -586,10 +596,10 @@ class ProxyFactory(ServerFactory):
         #: The endpoint that gives up after the connect timeout by itself
         #: (one L{endpoint} made, or one given with C{timesOut}).
         self._ownEndpoint: Optional[IStreamClientEndpoint] = None
-        #: The host last looked at by L{_directAddress}, and whether it is an
-        #: IP address.
-        self._directHost: Optional[str] = None
-        self._isAddress = False
+        #: The host or endpoint last looked at by L{_directAddress}, and
+        #: what it found.
+        self._directHost: object = None
+        self._direct: Optional[Tuple[Any, str, int, Any, Any]] = None
         self.connectTimeout = connectTimeout
         self.limits = ConnectionLimits(maxConnections, idleTimeout)
         self.onConnectionDone = onConnectionDone
@@ -682,19 +692,35 @@ class ProxyFactory(ServerFactory):
             self._resets = ResetWatch(self.reactor)
         return self._resets
 
-    def _directAddress(self) -> Optional[Tuple[str, int]]:
+    def _directAddress(self) -> Optional[Tuple[Any, str, int, float, Any]]:
         """
-        The address to connect to with the reactor's C{connectTCP}, which
-        is cheaper than an endpoint, or L{None} to use L{endpoint}: when
-        the host is an IP address and no endpoint was given.
+        C{(reactor, host, port, timeout, bindAddress)} to connect with the
+        reactor's C{connectTCP}, which is cheaper than an endpoint (no
+        Deferred, no wrapping protocol), or L{None} to use L{endpoint}: when
+        the host is an IP address and no endpoint was given, or the endpoint
+        is a plain TCP endpoint to an IP address.
         """
-        if self._endpoint is not None:
+        endpoint = self._endpoint
+        if endpoint is None:
+            host = self.host
+            if self._directHost != host:
+                self._directHost = host
+                self._direct = None
+                if isIPAddress(host) or isIPv6Address(host):
+                    self._direct = (self.reactor, host, self.port, None, None)
+            if self._direct is None:
+                return None
+            reactor, host, port, _, bind = self._direct
+            return reactor, host, port, self.connectTimeout, bind
+        if self._directHost is not endpoint:
+            self._directHost = endpoint
+            self._direct = connectTCPArguments(endpoint)
+        if self._direct is None:
             return None
-        host = self.host
-        if self._directHost != host:
-            self._directHost = host
-            self._isAddress = isIPAddress(host) or isIPv6Address(host)
-        return (host, self.port) if self._isAddress else None
+        reactor, host, port, timeout, bind = self._direct
+        # The endpoint's own timeout, and the connect timeout if the
+        # endpoint's is not it: whichever comes first.
+        return reactor, host, port, min(timeout, self.connectTimeout), bind
 
     def endpoint(self) -> IStreamClientEndpoint:
         """

@@ -22,7 +22,11 @@ not part of Twisted's public interface:
     producer registered with a TLS transport can tell that it still is;
   - C{_asyncioEventloop}: the L{asyncio} event loop an
     C{AsyncioSelectorReactor} runs on, on which C{fromAsyncIterable} runs
-    asyncio coroutines.
+    asyncio coroutines;
+  - C{_reactor}, C{_host}, C{_port}, C{_timeout}, C{_bindAddress}: what a
+    C{TCP4ClientEndpoint} or C{TCP6ClientEndpoint} passes to
+    C{connectTCP}, which the proxy calls itself to connect without an
+    endpoint's Deferred and wrapping protocol.
 
 And one behaviour: C{tcp.Connection.connectionLost} does nothing when
 called a second time (it checks that its C{socket} is still there), which
@@ -41,8 +45,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionAborted
 from twisted.python.failure import Failure
 
@@ -50,6 +56,7 @@ __all__ = [
     "CHECKED_VERSIONS",
     "abortNow",
     "asyncioLoop",
+    "connectTCPArguments",
     "isRegistered",
     "isTCPTransport",
     "markWriteDisconnected",
@@ -169,15 +176,6 @@ def isRegistered(consumer: object, producer: object) -> bool:
     return False
 
 
-def asyncioLoop(reactor: object) -> Optional[Any]:
-    """
-    The L{asyncio} event loop C{reactor} runs on, if it is an
-    C{AsyncioSelectorReactor} (or anything else that keeps one where it
-    does); else L{None}.
-    """
-    return getattr(reactor, "_asyncioEventloop", None)
-
-
 def abortNow(transport: Any) -> None:
     """
     Abort C{transport}'s connection (with a reset, dropping what it has
@@ -200,3 +198,30 @@ def abortNow(transport: Any) -> None:
         lowest = getattr(lowest, "transport", None)
         if lowest is None:
             return
+
+
+def asyncioLoop(reactor: object) -> Optional[Any]:
+    """
+    The L{asyncio} event loop C{reactor} runs on, if it is an
+    C{AsyncioSelectorReactor} (or anything else that keeps one where it
+    does); else L{None}.
+    """
+    return getattr(reactor, "_asyncioEventloop", None)
+
+
+def connectTCPArguments(endpoint: object) -> Optional[Tuple[Any, str, int, Any, Any]]:
+    """
+    C{(reactor, host, port, timeout, bindAddress)}, what C{endpoint}'s
+    C{connect} would pass to C{reactor.connectTCP}, if it is a
+    C{TCP4ClientEndpoint} or C{TCP6ClientEndpoint} (not a subclass) whose
+    host is an IP address of its family (a C{TCP6ClientEndpoint} given a
+    name looks it up first); else L{None}.
+    """
+    kind = type(endpoint)
+    if kind not in (TCP4ClientEndpoint, TCP6ClientEndpoint):
+        return None
+    e: Any = endpoint
+    ipv4 = kind is TCP4ClientEndpoint
+    if not (isIPAddress(e._host) if ipv4 else isIPv6Address(e._host)):
+        return None
+    return e._reactor, e._host, e._port, e._timeout, e._bindAddress

@@ -40,6 +40,7 @@ from twisted.web.resource import IResource
 __all__ = [
     "ChildStillOpen",
     "ConsumerFinished",
+    "ConsumerTooSlow",
     "IConsumer",
     "IFinishableConsumer",
     "INestedConsumer",
@@ -215,6 +216,36 @@ class ProducerStopped(Exception):
         return (
             f"{self.producer!r} was stopped after writing "
             f"{self.bytesWritten} bytes in {self.chunksWritten} chunks"
+        )
+
+
+class ConsumerTooSlow(ProducerStopped):
+    """
+    An output of a L{Broadcast <twisted_streaming.Broadcast>} with the
+    C{"disconnect"} policy fell more than C{maxLag} behind, or stayed paused
+    longer than its C{timeout}, and was disconnected.
+
+    A L{ProducerStopped}, so that code which handles a consumer that went
+    away handles this too.
+
+    @ivar why: What it did: C{"fell 1048576 bytes behind"}, or C{"stayed
+        paused for more than 30 seconds"}.
+    """
+
+    def __init__(
+        self,
+        producer: object = None,
+        bytesWritten: int = 0,
+        chunksWritten: int = 0,
+        why: str = "",
+    ) -> None:
+        super().__init__(producer, bytesWritten, chunksWritten)
+        self.why = why
+
+    def __str__(self) -> str:
+        return (
+            f"{self.producer!r} was disconnected: its consumer {self.why}, "
+            f"after {self.bytesWritten} bytes in {self.chunksWritten} chunks"
         )
 
 

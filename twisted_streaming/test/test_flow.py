@@ -523,6 +523,41 @@ class FlowLifecycleTests(SynchronousTestCase):
         self.assertIs(flow._turns()._cooperator, cooperator)
 
 
+class FlowTaskForTests(SynchronousTestCase):
+    """
+    L{Flow._taskFor}: tasks for parts of a flow, on the flow's loop.
+    """
+
+    def test_onTheFlowsLoopAndNotItsOwn(self) -> None:
+        """
+        A task made for another step runs on the flow's loop (or its
+        cooperator), apart from the flow's own task, and survives the
+        flow's end until its owner cancels it.
+        """
+        clock = Clock()
+        flow = Recorded(reactor=clock)
+        steps: List[str] = []
+
+        def step() -> bool:
+            steps.append("part")
+            return False
+
+        task = flow._taskFor(step)
+        self.assertIs(task._cooperator, turnLoop(clock))
+        self.assertIsNot(task, flow._turns())
+        flow._start(BackpressureConsumer(), True)
+        flow._finish(0)
+        task.wake()
+        clock.advance(0)
+        self.assertEqual(steps, ["part"])
+        task.cancel()
+        cooperator = TurnLoop(clock)
+        self.assertIs(
+            Recorded(cooperator=cooperator)._taskFor(lambda: False)._cooperator,
+            cooperator,
+        )
+
+
 class TaskErrorTests(SynchronousTestCase):
     """
     A step that raises is reported, not lost.

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import random
 import signal
-from typing import Any, Callable, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
     connectProtocol,
     wrapClientTLS,
 )
@@ -24,6 +25,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEnd
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -666,6 +668,32 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         self.assertEqual(self.done[0].ended, 1002.5)
         self.assertEqual(self.done[0].duration, 2.5)
 
+    def test_logLine(self) -> None:
+        """
+        A connection ends with one log line saying what it did, whose event
+        keeps each figure as a field of its own.
+        """
+        factory = ProxyFactory.forEndpoint(FakeEndpoint(), reactor=self.clock)
+        transport = self.connect(factory)
+        connection = transport.protocol.connection
+        connection.client.dataReceived(b"abc")
+        events: List[Dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        connection.client.connectionLost(Failure(Exception("gone")))
+        connection.upstream.connectionLost(Failure(Exception("gone")))
+        [event] = [e for e in events if e["log_format"].startswith("Proxied")]
+        self.assertEqual(
+            formatEvent(event),
+            f"Proxied {transport.getPeer()}: 3 bytes up, 0 bytes down in "
+            "0.000s, copied (client lost)",
+        )
+        self.assertEqual(
+            [event[k] for k in ("client", "up", "down", "duration", "path", "reason")],
+            [transport.getPeer(), 3, 0, 0, "copied", "client lost"],
+        )
+
     def test_connectTimeoutAppliedOnce(self) -> None:
         """
         An upstream named by host name is reached through an endpoint made
@@ -774,6 +802,29 @@ class TimeoutAndLimitTests(SynchronousTestCase):
             connection = client.protocol.connection
             self.assertIs(connection._connecting, None)
 
+    def test_directConnectForTCPEndpoints(self) -> None:
+        """
+        A plain TCP endpoint to an IP address (as C{clientFromString} makes
+        for C{tcp:}) is connected to with its reactor's C{connectTCP} too,
+        with its bind address and the shorter of its timeout and the
+        connect timeout; one to a name, or any other endpoint, is not.
+        """
+        clock = MemoryReactorClock()
+        endpoint = TCP6ClientEndpoint(clock, "::1", 4321, 9, ("::1", 0))
+        factory = ProxyFactory.forEndpoint(endpoint, reactor=clock, connectTimeout=5)
+        self.connect(factory)
+        [(host, port, _, timeout, bind)] = clock.tcpClients
+        self.assertEqual((host, port, timeout, bind), ("::1", 4321, 5, ("::1", 0)))
+
+        endpoint4 = TCP4ClientEndpoint(clock, "127.0.0.1", 4322, 3)
+        factory = ProxyFactory.forEndpoint(endpoint4, reactor=clock, connectTimeout=5)
+        self.connect(factory)
+        self.assertEqual(clock.tcpClients[1][1::2], (4322, 3))
+
+        for other in (TCP4ClientEndpoint(clock, "localhost", 1), FakeEndpoint()):
+            factory = ProxyFactory.forEndpoint(other, reactor=clock)
+            self.assertIsNone(factory._directAddress())
+
     def test_directConnectTimeout(self) -> None:
         """
         The reactor's connector timing out is reported as a connect timeout,
@@ -842,10 +893,11 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
     def test_connectTimeoutOverEndpointDefault(self) -> None:
         """
         C{--connect-timeout} longer than a C{tcp:} endpoint's default of 30
-        seconds is the one that applies, once (before, the endpoint gave up
-        after 30 seconds whatever it said).
+        seconds is the one that applies, once and exactly, as the timeout of
+        the reactor's connector (before, the endpoint gave up after 30
+        seconds whatever it said).
         """
-        for given, endpointTimeout, timers in (("60", 60, 0), ("2.5", 3, 1)):
+        for given, endpointTimeout, timers in (("60", 60, 0), ("2.5", 2.5, 0)):
             reactor = MemoryReactorClock()
             options = self.parse(
                 "--listen", "tcp:0", "--connect", "tcp:127.0.0.1:9",

@@ -15,6 +15,7 @@ from twisted.internet import reactor as _globalReactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
     UNIXClientEndpoint,
     connectProtocol,
 )
@@ -30,6 +31,7 @@ from twisted_streaming._transportinternals import (
     CHECKED_VERSIONS,
     abortNow,
     asyncioLoop,
+    connectTCPArguments,
     isRegistered,
     isTCPTransport,
     markWriteDisconnected,
@@ -299,3 +301,31 @@ class AsyncioLoopTests(TestCase):
         self.addCleanup(loop.close)
         self.assertIs(asyncioLoop(AsyncioSelectorReactor(loop)), loop)
         self.assertIsNone(asyncioLoop(reactor))
+
+
+class ConnectTCPArgumentsTests(TestCase):
+    """
+    L{connectTCPArguments} on the endpoints C{clientFromString} makes.
+    """
+
+    def test_tcpEndpoints(self) -> None:
+        """
+        A C{tcp:} endpoint string to an IPv4 or IPv6 address gives what its
+        endpoint passes to C{connectTCP}; to a name, or of another kind,
+        none.
+        """
+        from twisted.internet.endpoints import clientFromString
+
+        self.assertEqual(
+            connectTCPArguments(
+                clientFromString(
+                    reactor, "tcp:127.0.0.1:80:timeout=4:bindAddress=127.0.0.1"
+                )
+            ),
+            (reactor, "127.0.0.1", 80, 4, ("127.0.0.1", 0)),
+        )
+        six = TCP6ClientEndpoint(reactor, "::1", 81, 9)
+        self.assertEqual(connectTCPArguments(six), (reactor, "::1", 81, 9, None))
+        for other in ("tcp:localhost:80", "unix:/nowhere"):
+            self.assertIsNone(connectTCPArguments(clientFromString(reactor, other)))
+        self.assertIsNone(connectTCPArguments(TCP6ClientEndpoint(reactor, "x", 1)))
