@@ -20,63 +20,21 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from bench.peers import Server, ensure, freePort, stopProcess, which
+
 CLIENTS = 200
 
 
-def ensure(command: str, package: str) -> bool:
+def nginx(directory: str) -> Server:
     """
-    Is C{command} on the PATH, after installing C{package} if we can?
-    """
-    if shutil.which(command):
-        return True
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        sys.stdout.write(f"installing {package} with apt-get\n")
-        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
-            check=False,
-            capture_output=True,
-        )
-    if shutil.which(command):
-        return True
-    sys.stdout.write(f"{command} is not installed (apt-get install {package})\n")
-    return False
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def waitListening(port: int, process: subprocess.Popen[bytes]) -> None:
-    """
-    Wait until something accepts on C{port} (each probe is a connection the
-    upstream or proxy sees, and counts for nothing).
-    """
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def nginx(directory: str) -> Tuple[subprocess.Popen[bytes], int]:
-    """
-    nginx serving C{/1k} and C{/1m} (1 KiB, 1 MiB) on a free port.
+    nginx serving C{/1k} and C{/1m} (1 KiB, 1 MiB) on a free port, with two
+    workers, so that it is not what limits the proxies.
     """
     port = freePort()
     root = os.path.join(directory, "www")
@@ -96,16 +54,16 @@ def nginx(directory: str) -> Tuple[subprocess.Popen[bytes], int]:
             "http { access_log off; keepalive_timeout 0;\n"
             f"  server {{ listen 127.0.0.1:{port} backlog=4096; root {root}; }} }}\n"
         )
-    process = subprocess.Popen(["nginx", "-c", config, "-p", directory])
-    waitListening(port, process)
-    return process, port
+    return Server([str(which("nginx")), "-c", config, "-p", directory], port, directory)
 
 
-def haproxy(
-    directory: str, threads: int, upstream: int
-) -> Tuple[subprocess.Popen[bytes], int]:
+def haproxy(threads: int, upstream: int) -> Server:
+    """
+    HAProxy in TCP mode with C{threads} threads, forwarding to C{upstream}.
+    """
+    directory = tempfile.mkdtemp(prefix="bench-haproxy-")
     port = freePort()
-    config = os.path.join(directory, f"haproxy{threads}.cfg")
+    config = os.path.join(directory, "haproxy.cfg")
     with open(config, "w") as f:
         f.write(
             f"global\n    nbthread {threads}\n    maxconn 4000\n"
@@ -114,9 +72,7 @@ def haproxy(
             f"listen p\n    bind 127.0.0.1:{port}\n"
             f"    server s 127.0.0.1:{upstream}\n"
         )
-    process = subprocess.Popen(["haproxy", "-db", "-f", config])
-    waitListening(port, process)
-    return process, port
+    return Server([str(which("haproxy")), "-db", "-f", config], port, directory)
 
 
 def proxies(
@@ -182,7 +138,7 @@ def stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         process.terminate()
     for process in processes:
-        process.wait(timeout=60)
+        stopProcess(process)
 
 
 def shares(logs: Sequence[str]) -> List[int]:
@@ -209,12 +165,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs")
     args = parser.parse_args(argv)
-    if not (ensure("ab", "apache2-utils") and ensure("nginx", "nginx-light")):
+    found = ensure("ab", "nginx", "haproxy")
+    if not (found["ab"] and found["nginx"]):
         sys.stdout.write("no reuse-port benchmark without ab and nginx\n")
         return
-    withHAProxy = ensure("haproxy", "haproxy")
+    withHAProxy = found["haproxy"] is not None
     directory = tempfile.mkdtemp(prefix="bench_reuseport.")
-    upstream, upstreamPort = nginx(directory)
+    upstream = nginx(directory)
+    upstreamPort = upstream.port
     rows: List[Tuple[str, float, float, str]] = []
     peers: List[Tuple[str, float, float, str]] = []
     try:
@@ -229,15 +187,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             spread = " / ".join(str(n) for n in shares(logs))
             rows.append((f"stream-proxy x{count} processes", rate, mbps, spread))
             if withHAProxy:
-                process, port = haproxy(directory, count, upstreamPort)
+                balancer = haproxy(count, upstreamPort)
                 try:
-                    rate, mbps = measure(port, args.quick)
+                    rate, mbps = measure(balancer.port, args.quick)
                 finally:
-                    stop([process])
+                    balancer.stop()
                 peers.append((f"HAProxy, {count} threads", rate, mbps, ""))
     finally:
-        stop([upstream])
-        shutil.rmtree(directory, ignore_errors=True)
+        upstream.stop()
     base = {"rate": rows[0][1], "mbps": rows[0][2]}
     sys.stdout.write(
         f"{CLIENTS} concurrent ApacheBench clients, no keep-alive, nginx "
