@@ -8,7 +8,7 @@ PORT ?= tcp:1234
 # Compat mode keeps the flat-layout dropin in twisted/plugins visible to twistd.
 EDITABLE := --config-settings editable_mode=compat -e
 
-.PHONY: run test test-trial test-pytest test-examples test-wheel curl tar socat lint typing docs bench clean
+.PHONY: run test test-trial test-pytest test-examples test-wheel curl haproxy tar socat lint typing docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,22 +46,14 @@ test-examples: $(VENV)/.installed-test curl tar
 
 # Build the wheel, install it into fresh virtualenvs outside the checkout,
 # and run the package's suite there (see .ci/test-wheel).
-test-wheel: $(VENV)/.installed-test curl tar
+test-wheel: $(VENV)/.installed-test curl haproxy tar
 	PYTHON=$(PYTHON) .ci/test-wheel $(BIN)/python
 
-# The twisted.web tests use curl as the client: install it as root where
-# apt-get can, as CI does; the suite must not skip them there.
-curl:
-	@command -v curl >/dev/null || { \
-	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        apt-get update -q && apt-get install -y -q --no-install-recommends curl; \
-	    else \
-	        echo "make test needs curl: install it (apt-get install curl)" >&2; exit 1; \
-	    fi; }
-
-# The tar tests read and write archives with GNU tar as the peer; the tar
-# benchmark compares with `tar -cf - DIR | socat`.  Installed like curl.
-tar socat:
+# The peers the tests and benchmarks run against: curl (the twisted.web
+# tests' client), HAProxy (the PROXY protocol tests' receiver), GNU tar (the
+# tar tests' peer), socat (the tar benchmark's anchor).  Installed as root
+# where apt-get can, as CI does; the suite must not skip their tests there.
+curl haproxy tar socat:
 	@command -v $@ >/dev/null && { [ $@ != tar ] || tar --version | grep -q 'GNU tar'; } || { \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	        apt-get update -q && apt-get install -y -q --no-install-recommends $@; \

@@ -31,6 +31,7 @@ from twisted_streaming._pipeline import pipeline
 from twisted_streaming._proxy import ProxyFactory, ProxyStatistics
 from twisted_streaming._pulltopush import PullToPush
 from twisted_streaming._push import BasePushProducer
+from twisted_streaming._reuseport import ReusePortServerEndpoint
 from twisted_streaming._sinks import CollectBytes, CollectList, Count, ForEach, Sink
 from twisted_streaming._stage import Stage
 from twisted_streaming._streamingrequest import StreamingRequest, streamBody
@@ -106,6 +107,7 @@ __all__ = [
     "ProxyStatistics",
     "PullToPush",
     "ResponseBody",
+    "ReusePortServerEndpoint",
     "SaveUploads",
     "Sink",
     "Stage",

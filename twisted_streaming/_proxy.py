@@ -6,7 +6,8 @@ and half-close, a drop-in for L{twisted.protocols.portforward.ProxyFactory}.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional, Tuple, Type, TypeVar, cast
+from collections import Counter
+from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, cast
 
 from attrs import define, field
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -24,7 +25,6 @@ from twisted.internet.error import (
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import (
     IConnector,
-    IDelayedCall,
     IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
     IHandshakeListener,
@@ -45,6 +45,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_streaming._flow import PauseFlag, getReactor
+from twisted_streaming._limits import ConnectionLimits, IdleTimer
+from twisted_streaming._proxyheader import VERSIONS, proxyHeader, sendFirst
 from twisted_streaming._resetwatch import ResetWatch, socketOf
 from twisted_streaming._splice import PipePool, Splice
 from twisted_streaming._transportinternals import abortNow, connectTCPArguments
@@ -67,7 +69,11 @@ class ProxyStatistics:
     @ivar reason: How it ended: C{"closed"} (both sides finished),
         C{"client lost"} or C{"upstream lost"} (one side disconnected first),
         C{"refused"}, C{"connect timeout"} or C{"connect failed"} (upstream
-        was never reached), C{"idle timeout"}, or C{""} while in progress.
+        was never reached), C{"idle timeout"}, C{"shutdown"} (closed by the
+        server stopping), or C{""} while in progress.
+    @ivar path: How its bytes were forwarded: C{"spliced"} (with
+        L{os.splice}), C{"copied"} (through Python), or C{""} if upstream
+        was never reached.
     @ivar clock: What C{started}, C{ended} and L{duration} are measured
         with: the proxy's reactor's C{seconds} (C{time.time} for statistics
         made by hand), so that they agree with its timeouts.
@@ -79,6 +85,7 @@ class ProxyStatistics:
     started: float = field()
     ended: Optional[float] = None
     reason: str = ""
+    path: str = ""
 
     @started.default
     def _now(self) -> float:
@@ -290,14 +297,10 @@ class _Connection:
         self.done: Deferred[ProxyStatistics] = Deferred()
         #: The connection attempt: a connector, or an endpoint's Deferred.
         self._connecting: Optional[Any] = None
-        self._idle: Optional[IDelayedCall] = None
-        #: When data last went either way (C{reactor.seconds()}), if there
-        #: is an idle timeout.
-        self._lastActivity = 0.0
+        #: Data going either way touches it, if there is an idle timeout.
+        self._idle: Optional[IdleTimer] = None
         #: The zero-copy path, if this connection took it.
         self.splice: Optional[Splice] = None
-        #: This connection is counted in C{factory.connections}.
-        self._holdsSlot = True
 
     def connect(self) -> None:
         factory = self.factory
@@ -322,9 +325,7 @@ class _Connection:
                 # none: this one is the connect timeout.
                 d.addTimeout(factory.connectTimeout, reactor)
             d.addCallbacks(self._connected, self._connectFailed)
-        if factory.idleTimeout is not None:
-            self._lastActivity = reactor.seconds()
-            self._idle = reactor.callLater(factory.idleTimeout, self._idleTimedOut)
+        self._idle = factory.limits.idleTimer(reactor, self._idleTimedOut)
 
     def _cancelConnecting(self) -> None:
         connecting = self._connecting
@@ -341,6 +342,16 @@ class _Connection:
     def _connected(self, upstream: _UpstreamSide) -> None:
         self._connecting = None
         self.upstream = upstream
+        if self.factory.proxyHeader is not None:
+            client = self.client.transport
+            sendFirst(
+                upstream.transport,
+                proxyHeader(
+                    self.factory.proxyHeader, client.getPeer(), client.getHost()
+                ),
+                direct=self.factory.zeroCopy,
+            )
+        self.statistics.path = "copied"
         if self.factory.zeroCopy:
             # Nothing has been read from either side yet, so nothing is
             # buffered that would have to go first.
@@ -352,6 +363,7 @@ class _Connection:
                 self.factory._resetWatch,
             )
             if self.splice is not None:
+                self.statistics.path = "spliced"
                 self.client.peer = upstream
                 upstream.peer = self.client
                 return
@@ -404,23 +416,25 @@ class _Connection:
         else:
             self.statistics.bytesToClient += size
         if self._idle is not None:
-            # Noted only: the timer, when it expires, looks at this.
-            self._lastActivity = self.factory.reactor.seconds()
+            self._idle.touch()
 
     def _idleTimedOut(self) -> None:
         self._idle = None
-        timeout = self.factory.idleTimeout
-        assert timeout is not None
-        reactor = self.factory.reactor
-        left = self._lastActivity + timeout - reactor.seconds()
-        # (A microsecond's tolerance for rounding, which would otherwise
-        # reschedule for nothing.)
-        if left > 1e-6:
-            self._idle = reactor.callLater(left, self._idleTimedOut)
-            return
+        self.abort("idle timeout")
+
+    def drain(self) -> None:
+        """
+        The server is draining: a proxied connection carries on (what is in
+        flight is not the proxy's to judge).
+        """
+
+    def abort(self, why: str) -> None:
+        """
+        Close both sides at once, and end as C{why} (unless already ending).
+        """
         if self.splice is not None:
             self.splice.stop()
-        self.statistics.reason = "idle timeout"
+        self.statistics.reason = self.statistics.reason or why
         for side in (self.client, self.upstream):
             if side is not None and not side.lost:
                 side.transport.abortConnection()
@@ -444,14 +458,6 @@ class _Connection:
                     side.transport.unregisterProducer()
                     side.close()
 
-    def releaseSlot(self) -> None:
-        """
-        Stop counting this connection against C{maxConnections}.
-        """
-        if self._holdsSlot:
-            self._holdsSlot = False
-            self.factory.connections -= 1
-
     def sideLost(self, side: _ProxySide, reason: Failure) -> None:
         if self.statistics.ended is not None:
             return
@@ -459,7 +465,7 @@ class _Connection:
         if side is self.client:
             # The client is gone: its slot is free, even if the upstream
             # side takes a while to close.
-            self.releaseSlot()
+            self.factory.limits.release(self)
         if self.splice is not None:
             self.splice.stop()
         other = self.upstream if side is self.client else self.client
@@ -491,12 +497,13 @@ class _Connection:
                 other.transport.resumeProducing()
             other.close()
             return
-        if self._idle is not None and self._idle.active():
+        if self._idle is not None:
             self._idle.cancel()
         self._idle = None
         self.statistics.ended = self.factory.reactor.seconds()
         stats = self.statistics
         client = self.client.transport.getPeer()
+        path = stats.path or "not connected"
         # The text is made here, once, with an f-string: Twisted's formatter
         # (string.Formatter over the event) took a tenth of a short
         # connection's CPU time for five fields.  The fields stay in the
@@ -504,16 +511,23 @@ class _Connection:
         _log.info(
             "Proxied {summary}",
             summary=f"{client}: {stats.bytesToUpstream} bytes up, "
-            f"{stats.bytesToClient} bytes down in {stats.duration:.3f}s "
-            f"({stats.reason})",
+            f"{stats.bytesToClient} bytes down in {stats.duration:.3f}s, "
+            f"{path} ({stats.reason})",
             client=client,
             up=stats.bytesToUpstream,
             down=stats.bytesToClient,
             duration=stats.duration,
+            path=path,
             reason=stats.reason,
         )
         self.factory._connectionDone(self)
         self.done.callback(stats)
+
+
+def _countBytes(counts: Counter[Tuple[str, str]], stats: ProxyStatistics) -> None:
+    if stats.path:
+        counts["to_upstream", stats.path] += stats.bytesToUpstream
+        counts["to_client", stats.path] += stats.bytesToClient
 
 
 class ProxyFactory(ServerFactory):
@@ -550,17 +564,14 @@ class ProxyFactory(ServerFactory):
     C{protocol.connection.done}.
 
     @ivar connectTimeout: Seconds to wait for the upstream connection.
-    @ivar idleTimeout: Close a connection after this many seconds without
-        data either way; L{None} for never.
-    @ivar maxConnections: Refuse (close at once) new clients beyond this many
-        open connections; L{None} for no limit.
     @ivar onConnectionDone: Called with each connection's L{ProxyStatistics}
         when it ends.
     @ivar zeroCopy: Use the L{os.splice} path where possible.
-    @ivar connections: The number of proxied connections whose client is
-        still connected: what C{maxConnections} counts.  A connection stops
-        counting when its client side has closed, even if its upstream side
-        is still closing.
+    @ivar proxyHeader: C{"v1"} or C{"v2"} to send HAProxy's PROXY header
+        upstream first, with the client's address (on either path); L{None}
+        for none.
+    @ivar limits: The open connections and the limits on them (which
+        L{maxConnections} and L{idleTimeout} set).
     """
 
     protocol = _ClientSide
@@ -576,6 +587,7 @@ class ProxyFactory(ServerFactory):
         maxConnections: Optional[int] = None,
         onConnectionDone: Optional[Callable[[ProxyStatistics], None]] = None,
         zeroCopy: bool = True,
+        proxyHeader: Optional[str] = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -589,11 +601,15 @@ class ProxyFactory(ServerFactory):
         self._directHost: object = None
         self._direct: Optional[Tuple[Any, str, int, Any, Any]] = None
         self.connectTimeout = connectTimeout
-        self.idleTimeout = idleTimeout
-        self.maxConnections = maxConnections
+        self.limits = ConnectionLimits(maxConnections, idleTimeout)
         self.onConnectionDone = onConnectionDone
         self.zeroCopy = zeroCopy
-        self.connections = 0
+        if proxyHeader not in (None, *VERSIONS):
+            raise ValueError(f"proxyHeader must be None or one of {VERSIONS}")
+        self.proxyHeader = proxyHeader
+        #: The bytes of the connections that have ended, by direction and
+        #: path (see L{bytesForwarded}).
+        self._bytesEnded: Counter[Tuple[str, str]] = Counter()
         #: Empty pipes for the next spliced connections; closed when the
         #: factory stops.
         self._pipes = PipePool()
@@ -620,6 +636,39 @@ class ProxyFactory(ServerFactory):
         if timesOut:
             factory._ownEndpoint = endpoint
         return factory
+
+    @property
+    def idleTimeout(self) -> Optional[float]:
+        """
+        Close a connection after this many seconds without data either way;
+        L{None} for never.
+        """
+        return self.limits.idleTimeout
+
+    @idleTimeout.setter
+    def idleTimeout(self, seconds: Optional[float]) -> None:
+        self.limits.idleTimeout = seconds
+
+    @property
+    def maxConnections(self) -> Optional[int]:
+        """
+        Refuse (close at once) new clients beyond this many open
+        connections; L{None} for no limit.
+        """
+        return self.limits.maxConnections
+
+    @maxConnections.setter
+    def maxConnections(self, count: Optional[int]) -> None:
+        self.limits.maxConnections = count
+
+    @property
+    def connections(self) -> int:
+        """
+        The number of proxied connections whose client is still connected:
+        what C{maxConnections} counts.  A connection stops counting when its
+        client side has closed, even if its upstream side is still closing.
+        """
+        return len(self.limits.counted)
 
     @property
     def reactor(self) -> IReactorTime:
@@ -703,19 +752,34 @@ class ProxyFactory(ServerFactory):
         self._pipes.close()
 
     def buildProtocol(self, addr: Any) -> Optional[Protocol]:
-        if self.maxConnections is not None and self.connections >= self.maxConnections:
-            _log.info(
-                "Refusing {addr}: {n} connections open", addr=addr, n=self.connections
-            )
+        if not self.limits.admit(addr):
             return None
         client = _ClientSide()
         client.factory = self
         client.connection = _Connection(self, client)
-        self.connections += 1
+        self.limits.add(client.connection)
         return client
 
+    def bytesForwarded(self) -> Dict[Tuple[str, str], int]:
+        """
+        The bytes forwarded since the start, the open connections' so far
+        included, by direction (C{"to_upstream"}, C{"to_client"}) and path
+        (C{"spliced"}, C{"copied"}).
+        """
+        counts = Counter(self._bytesEnded)
+        for direction in ("to_upstream", "to_client"):
+            for path in ("spliced", "copied"):
+                counts[direction, path] += 0
+        for connection in self.limits.open:
+            _countBytes(counts, cast(_Connection, connection).statistics)
+        return dict(counts)
+
     def _connectionDone(self, connection: _Connection) -> None:
-        connection.releaseSlot()
+        stats = connection.statistics
+        _countBytes(self._bytesEnded, stats)
+        self.limits.remove(
+            connection, None if stats.reason == "closed" else stats.reason
+        )
         if self.onConnectionDone is not None:
             try:
                 self.onConnectionDone(connection.statistics)

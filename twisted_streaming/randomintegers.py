@@ -6,7 +6,10 @@ the client sends a decimal count N on a line (ending in C{\\n} or C{\\r\\n});
 the server sends N integers drawn uniformly from C{[minimum, maximum]}, one
 per line (C{%d\\r\\n}), then closes the connection.  A bad count gets an
 C{error: ...} line and the prompt again; a line over 1 KiB gets an error and
-the connection is closed.
+the connection is closed.  So does a client beyond the factory's
+C{maxConnections}, one that sends no request within its C{idleTimeout}, and
+one still waiting to ask when the server drains or stops.  Every
+connection's end is logged once, with what it was sent and why it ended.
 
 The integers are produced by a L{BasePushProducer} in batches of tens of KiB:
 bulk random bits are mapped through a table of pre-formatted lines, with
@@ -17,14 +20,16 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
+from twisted_streaming._flow import getReactor
+from twisted_streaming._limits import ConnectionLimits, IdleTimer
 from twisted_streaming._push import BasePushProducer
 from twisted_streaming.interfaces import ProducerStopped
 
@@ -134,6 +139,9 @@ class RandomIntegerProducer(BasePushProducer):
         self.count = count
         self.produced = 0
         self._lines = lines
+        #: Called, if set, with the integers and bytes of each batch as it
+        #: is made.
+        self.onBatch: Optional[Callable[[int, int], None]] = None
 
     def produce(self) -> Optional[bytes]:
         remaining = self.count - self.produced
@@ -141,7 +149,26 @@ class RandomIntegerProducer(BasePushProducer):
             return None
         batch = min(remaining, self.batchSize)
         self.produced += batch
-        return self._lines.lines(batch)
+        data = self._lines.lines(batch)
+        if self.onBatch is not None:
+            self.onBatch(batch, len(data))
+        return data
+
+
+class _Refused(Protocol):
+    """
+    A client beyond the factory's C{maxConnections}: told why, and closed.
+    """
+
+    def __init__(self, open: int) -> None:
+        self.open = open
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(
+            b"error: too many connections (%d open), try again later\r\n" % (self.open,)
+        )
+        self.transport.loseConnection()
 
 
 class RandomIntegerProtocol(LineReceiver):
@@ -155,13 +182,32 @@ class RandomIntegerProtocol(LineReceiver):
     factory: RandomIntegerFactory
     transport: Any  # A TCP transport, set by makeConnection.
     producer: Optional[RandomIntegerProducer] = None
+    #: Why the connection is ending, once it is (C{"done"} if all is well).
+    reason = ""
+    #: Integers and bytes sent (counted as batches are made).
+    integers = 0
+    bytesSent = 0
+    _idle: Optional[IdleTimer] = None
 
     def connectionMade(self) -> None:
+        factory = self.factory
+        self.started = factory.reactor.seconds()
+        factory.limits.add(self)
+        self._idle = factory.limits.idleTimer(factory.reactor, self._idleTimedOut)
         self.transport.write(PROMPT)
 
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.bytesReceived += len(data)
+        if self._idle is not None and self.producer is None:
+            self._idle.touch()
+        super().dataReceived(data)
+
     def lineReceived(self, line: bytes) -> None:
+        if self.reason:
+            return  # Closing: see _end.
         count, error = self.factory.parseCount(line)
         if error is not None:
+            self.factory.limits.errors["bad request"] += 1
             self.transport.write(b"error: %s\r\n%s" % (error.encode("ascii"), PROMPT))
             return
         assert count is not None
@@ -169,9 +215,10 @@ class RandomIntegerProtocol(LineReceiver):
         # at once) and ignored.
         self.setRawMode()
         if count == 0:
-            self.transport.loseConnection()
+            self._end("done")
             return
         self.producer = self.factory.buildProducer(count)
+        self.producer.onBatch = self._sent
         d = self.producer.startProducing(self.transport)
         d.addCallbacks(self._done, self._failed)
 
@@ -179,24 +226,83 @@ class RandomIntegerProtocol(LineReceiver):
         pass
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.transport.write(
-            b"error: line longer than %d bytes\r\n" % (self.MAX_LENGTH,)
-        )
+        self._end("line too long", b"line longer than %d bytes" % (self.MAX_LENGTH,))
+
+    def _sent(self, integers: int, size: int) -> None:
+        self.integers += integers
+        self.bytesSent += size
+        self.factory.integersServed += integers
+        self.factory.bytesSent += size
+        if self._idle is not None:
+            self._idle.touch()
+
+    def _end(self, reason: str, error: bytes = b"") -> None:
+        """
+        End as C{reason}, telling the client C{error} if given (before any
+        integers have been sent: afterwards a line would not be read as one).
+        """
+        if self.reason:
+            return
+        self.reason = reason
+        if error and self.producer is None:
+            self.transport.write(b"error: %s\r\n" % (error,))
         self.transport.loseConnection()
+
+    def _idleTimedOut(self) -> None:
+        self._idle = None
+        timeout = self.factory.limits.idleTimeout or 0.0
+        self.abort("idle timeout", b"no request in %g seconds" % (timeout,))
+
+    def drain(self) -> None:
+        """
+        The server is draining: a client still to ask is told so and closed;
+        one being sent integers carries on.
+        """
+        if self.producer is None:
+            self._end("shutdown", b"server shutting down")
+
+    def abort(self, why: str, error: bytes = b"server shutting down") -> None:
+        """
+        Close at once: a client still to ask is told why; one being sent
+        integers, or not reading the last of them, is cut off (its buffer
+        is full of them), as is one already told but still closing.
+        """
+        if self.producer is None and not self.reason:
+            self._end(why, error)
+            return
+        if self.reason in ("", "done"):
+            self.reason = why
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        super().connectionLost(reason)
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self.producer is not None and self.producer.producing:
+            # The client went away: the producer stops, and fails with
+            # ProducerStopped (see _failed).
+            self.reason = self.reason or "client lost"
+        factory = self.factory
+        ended = self.reason or "closed"
+        factory.limits.remove(self, None if ended in ("done", "closed") else ended)
+        _log.info(
+            "Served {peer}: {integers} integers ({size} bytes) in "
+            "{duration:.3f}s ({reason})",
+            peer=self.transport.getPeer(),
+            integers=self.integers,
+            size=self.bytesSent,
+            duration=factory.reactor.seconds() - self.started,
+            reason=ended,
+        )
 
     def _done(self, written: int) -> None:
-        self.transport.loseConnection()
+        self._end("done")
 
     def _failed(self, reason: Failure) -> None:
-        if reason.check(ProducerStopped):
-            _log.info(
-                "Client {peer} went away after {count} of {total} integers",
-                peer=self.transport.getPeer(),
-                count=self.producer.produced if self.producer else 0,
-                total=self.producer.count if self.producer else 0,
-            )
-        else:
+        if not reason.check(ProducerStopped):
             _log.failure("Sending random integers failed", reason)
+            self.reason = self.reason or "failed"
         self.transport.loseConnection()
 
 
@@ -210,8 +316,18 @@ class RandomIntegerFactory(Factory):
     @param seed: If not L{None}, every connection draws from
         C{random.Random(seed)}, so the same request always gets the same
         integers.
-    @param reactor: The reactor the producers schedule on; the global one if
-        L{None}.
+    @param reactor: The reactor the producers schedule on and connections
+        are timed with; the global one if L{None}.
+    @param maxConnections: Beyond this many open connections a new client
+        gets an C{error:} line and is closed; L{None} for no limit.
+    @param idleTimeout: A client that sends no request within this many
+        seconds gets an C{error:} line and is closed, and one that reads
+        none of its integers for as long is cut off; L{None} for never.
+
+    @ivar limits: The open connections and the limits on them.
+    @ivar integersServed: Integers sent since the start, to every client.
+    @ivar bytesSent: Bytes of integers sent since the start.
+    @ivar bytesReceived: Bytes received from clients since the start.
     """
 
     protocol = RandomIntegerProtocol  # type: ignore[assignment]
@@ -223,6 +339,8 @@ class RandomIntegerFactory(Factory):
         maxCount: int = 10**9,
         seed: Optional[int] = None,
         reactor: Optional[IReactorTime] = None,
+        maxConnections: Optional[int] = None,
+        idleTimeout: Optional[float] = None,
     ) -> None:
         if minimum > maximum:
             raise ValueError(f"minimum {minimum} is greater than maximum {maximum}")
@@ -232,7 +350,26 @@ class RandomIntegerFactory(Factory):
         self.maximum = maximum
         self.maxCount = maxCount
         self.seed = seed
-        self.reactor = reactor
+        self._reactor = reactor
+        self.limits = ConnectionLimits(maxConnections, idleTimeout)
+        self.integersServed = 0
+        self.bytesSent = 0
+        self.bytesReceived = 0
+
+    @property
+    def reactor(self) -> IReactorTime:
+        """
+        The reactor given, or the global one, looked up when first needed.
+        """
+        if self._reactor is None:
+            self._reactor = getReactor(None)
+        return self._reactor
+
+    def buildProtocol(self, addr: Any) -> Optional[Protocol]:
+        if not self.limits.admit(addr):
+            self.limits.errors["too many connections"] += 1
+            return _Refused(len(self.limits))
+        return cast(Optional[Protocol], super().buildProtocol(addr))
 
     def parseCount(self, line: bytes) -> Tuple[Optional[int], Optional[str]]:
         """
@@ -252,4 +389,4 @@ class RandomIntegerFactory(Factory):
     def buildProducer(self, count: int) -> RandomIntegerProducer:
         rng = random.Random(self.seed)
         lines = IntegerLines(self.minimum, self.maximum, rng)
-        return RandomIntegerProducer(count, lines, reactor=self.reactor)
+        return RandomIntegerProducer(count, lines, reactor=self._reactor)

@@ -4,14 +4,15 @@ Options and service makers for the twistd plugins of twisted_streaming.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
-from twisted.application import strports
 from twisted.application.service import IService
-from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
 
+from twisted_streaming._flow import getReactor
+from twisted_streaming._metrics import randomIntegerMetrics
 from twisted_streaming.randomintegers import RandomIntegerFactory
+from twisted_streaming.tap._server import ServerOptions, limitParameters, serverService
 
 
 def _integer(value: str) -> int:
@@ -21,15 +22,18 @@ def _integer(value: str) -> int:
         raise usage.UsageError(f"{value!r} is not an integer") from None
 
 
-class Options(usage.Options):
+class Options(ServerOptions):
     """
     Options for C{twistd random-integers}.
     """
 
-    synopsis = "[--port ENDPOINT] [--min N] [--max N] [--max-count N] [--seed N]"
+    synopsis = (
+        "[--port ENDPOINT] [--min N] [--max N] [--max-count N] [--seed N] [options]"
+    )
     longdesc = (
         "Serve random integers over TCP with a push producer: a client sends a "
-        "count on a line and gets that many integers, one per line."
+        "count on a line and gets that many integers, one per line.  A tcp: "
+        "--port without backlog= gets a backlog of 1024."
     )
     optParameters = [
         ["port", "p", "tcp:1234", "The endpoint to listen on."],
@@ -37,6 +41,9 @@ class Options(usage.Options):
         ["max", None, 10000, "The largest integer sent (inclusive).", _integer],
         ["max-count", None, 10**9, "The largest count a client may ask for.", _integer],
         ["seed", None, None, "Seed for reproducible output.", _integer],
+        *limitParameters(
+            60.0, 1000, idle="without a request, or with none of its integers read"
+        ),
     ]
 
     def postOptions(self) -> None:
@@ -46,17 +53,23 @@ class Options(usage.Options):
             )
         if self["max-count"] < 0:
             raise usage.UsageError("--max-count must not be negative")
+        super().postOptions()
 
 
-def makeService(options: Options, reactor: Optional[IReactorTime] = None) -> IService:
+def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     """
     The random-integer server, listening on C{options["port"]}.
     """
+    reactor = getReactor(reactor)
     factory = RandomIntegerFactory(
         minimum=options["min"],
         maximum=options["max"],
         maxCount=options["max-count"],
         seed=options["seed"],
         reactor=reactor,
+        maxConnections=options["max-connections"],
+        idleTimeout=options["idle-timeout"],
     )
-    return strports.service(options["port"], factory)
+    return serverService(
+        options, factory, factory.limits, lambda: randomIntegerMetrics(factory), reactor
+    )

@@ -7,41 +7,29 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Tuple
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import clientFromString
 from twisted.python import usage
 
 from twisted_streaming._flow import getReactor
+from twisted_streaming._metrics import proxyMetrics
 from twisted_streaming._proxy import ProxyFactory
-
-#: The listen backlog used when --listen does not give one: Twisted's
-#: C{tcp.Port} default of 50 overflows with a few hundred simultaneous
-#: connections (the kernel caps it at net.core.somaxconn, 4096 by default).
-DEFAULT_BACKLOG = 1024
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise usage.UsageError(f"{value!r} is not a number") from None
-    if number <= 0:
-        raise usage.UsageError(f"{value!r} is not positive")
-    return number
+from twisted_streaming._proxyheader import VERSIONS
+from twisted_streaming.tap._server import (
+    ServerOptions,
+    limitParameters,
+    positive,
+    serverService,
+)
 
 
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise usage.UsageError(f"{value!r} is not an integer") from None
-    if number <= 0:
-        raise usage.UsageError(f"{value!r} is not positive")
-    return number
+def _proxyVersion(value: str) -> str:
+    if value not in VERSIONS:
+        raise usage.UsageError(f"--send-proxy must be one of {', '.join(VERSIONS)}")
+    return value
 
 
-class Options(usage.Options):
+class Options(ServerOptions):
     """
     Options for C{twistd stream-proxy}.
     """
@@ -50,28 +38,33 @@ class Options(usage.Options):
     longdesc = (
         "Forward every connection accepted on --listen to --connect, with "
         "backpressure both ways and half-close.  Both are endpoint strings, "
-        "e.g. --listen tcp:8080 --connect tls:example.com:443."
+        "e.g. --listen tcp:8080 --connect tls:example.com:443.  A tcp: "
+        "--listen without backlog= gets a backlog of 1024; haproxy:tcp:... "
+        "accepts the PROXY protocol from a load balancer in front."
     )
+    listenOption = "listen"
     optFlags = [
         ["no-zero-copy", None, "Never forward with os.splice (plain TCP only)."],
     ]
     optParameters = [
         ["listen", "l", None, "The server endpoint to listen on."],
         ["connect", "c", None, "The client endpoint to forward to."],
-        ["connect-timeout", None, 30.0, "Seconds to wait for upstream.", _positive],
-        ["idle-timeout", None, None, "Close after this many idle seconds.", _positive],
-        ["max-connections", None, None, "Refuse clients beyond this many.", _count],
+        ["connect-timeout", None, 30.0, "Seconds to wait for upstream.", positive],
+        [
+            "send-proxy",
+            None,
+            None,
+            "Send HAProxy's PROXY header (v1 or v2) upstream first, with the "
+            "client's address.",
+            _proxyVersion,
+        ],
+        *limitParameters(None, None, idle="without data either way"),
     ]
 
     def postOptions(self) -> None:
-        for name in ("listen", "connect"):
-            if not self[name]:
-                raise usage.UsageError(f"--{name} is required")
-        listen = self["listen"]
-        if listen.split(":", 1)[0] in ("tcp", "tcp6", "unix") and (
-            "backlog=" not in listen
-        ):
-            self["listen"] = f"{listen}:backlog={DEFAULT_BACKLOG}"
+        if not self["connect"]:
+            raise usage.UsageError("--connect is required")
+        super().postOptions()
 
 
 #: The client endpoint types whose strings take a C{timeout=}.
@@ -114,7 +107,14 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         idleTimeout=options["idle-timeout"],
         maxConnections=options["max-connections"],
         zeroCopy=not options["no-zero-copy"],
+        proxyHeader=options["send-proxy"],
     )
-    return StreamServerEndpointService(
-        serverFromString(reactor, options["listen"]), factory
+    # Two sockets and, spliced, two pipes of two descriptors each.
+    return serverService(
+        options,
+        factory,
+        factory.limits,
+        lambda: proxyMetrics(factory),
+        reactor,
+        filesPerConnection=6,
     )

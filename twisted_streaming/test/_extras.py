@@ -18,6 +18,7 @@ __all__ = [
     "missing",
     "skipCurl",
     "skipGNUTar",
+    "skipHAProxy",
     "skipHTTP2",
     "skipHypothesis",
     "skipTLS",
@@ -56,6 +57,13 @@ skipCurl: Optional[str] = (
     None
     if shutil.which("curl")
     else "curl is not installed: apt-get install curl (make test installs it)"
+)
+
+#: HAProxy, the PROXY protocol tests' third-party receiver; a program.
+skipHAProxy: Optional[str] = (
+    None
+    if shutil.which("haproxy")
+    else "haproxy is not installed: apt-get install haproxy (make test installs it)"
 )
 
 

@@ -92,14 +92,41 @@ class OptionsTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """
-        The defaults are port 1234, range 0..10000, at most 10**9, no seed.
+        The defaults are port 1234 with a backlog of 1024, range 0..10000,
+        at most 10**9, no seed, an idle timeout of 60 seconds, at most 1000
+        connections, no drain, no metrics, no port sharing.
         """
         options = self.parse()
         self.assertEqual(
             (options["port"], options["min"], options["max"], options["max-count"]),
-            ("tcp:1234", 0, 10000, 10**9),
+            ("tcp:1234:backlog=1024", 0, 10000, 10**9),
         )
         self.assertIsNone(options["seed"])
+        self.assertEqual(
+            (options["idle-timeout"], options["max-connections"]), (60.0, 1000)
+        )
+        self.assertEqual(options["drain-timeout"], 0.0)
+        self.assertIsNone(options["metrics"])
+        self.assertFalse(options["reuse-port"])
+
+    def test_helpListsEveryOption(self) -> None:
+        """
+        C{--help} of both services lists each production option, with its
+        explanation.
+        """
+        from twisted_streaming.tap import streamproxy
+
+        for options in (tap.Options(), streamproxy.Options()):
+            text = str(options)
+            for name in (
+                "reuse-port",
+                "drain-timeout",
+                "idle-timeout",
+                "max-connections",
+                "metrics",
+            ):
+                self.assertRegex(text, rf"--{name}=?\s+\w")
+        self.assertIn("--send-proxy=", str(streamproxy.Options()))
 
     def test_values(self) -> None:
         """
@@ -110,7 +137,8 @@ class OptionsTests(SynchronousTestCase):
             "--seed", "9",
         )  # fmt: skip
         self.assertEqual(
-            (options["port"], options["min"], options["max"]), ("tcp:0", -5, 5)
+            (options["port"], options["min"], options["max"]),
+            ("tcp:0:backlog=1024", -5, 5),
         )
         self.assertEqual((options["max-count"], options["seed"]), (7, 9))
 
@@ -146,7 +174,7 @@ class ServiceTests(TestCase):
         service = tap.makeService(options)
         service.startService()
         self.addCleanup(service.stopService)
-        port = await service._waitingForPort  # type: ignore[attr-defined]
+        port = await service.listening._waitingForPort  # type: ignore[attr-defined]
         client = _Client(b"x\r\n500\r\n")
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
         await connectProtocol(endpoint, client)
@@ -170,12 +198,42 @@ class _Twistd(ProcessProtocol):
         self.port: Deferred[int] = Deferred()
         self.ended: Deferred[None] = Deferred()
         self.reason: Optional[Failure] = None
+        self.transport: Any = None
+        self._waiting: List[Tuple[bytes, int, Deferred[Any]]] = []
+
+    def waitFor(self, pattern: bytes, count: int = 1) -> Deferred[Any]:
+        """
+        Fire with the C{count}th match of C{pattern} in the output once it
+        has been written (fail if the process ends first).
+        """
+        d: Deferred[Any] = Deferred()
+        self._waiting.append((pattern, count, d))
+        self._check()
+        return d
+
+    def _check(self) -> None:
+        for waiting in list(self._waiting):
+            pattern, count, d = waiting
+            matches = list(re.finditer(pattern, self.output))
+            if len(matches) >= count:
+                self._waiting.remove(waiting)
+                d.callback(matches[count - 1])
+            elif self.reason is not None:
+                self._waiting.remove(waiting)
+                d.errback(RuntimeError(self.output.decode(errors="replace")))
+
+    def signal(self, number: int = signal.SIGTERM) -> None:
+        """
+        Send the process signal C{number}.
+        """
+        self.transport.signalProcess(number)
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
         match = re.search(self.pattern, self.output)
         if match and not self.port.called:
             self.port.callback(int(match.group(1)))
+        self._check()
 
     errReceived = outReceived
 
@@ -183,6 +241,7 @@ class _Twistd(ProcessProtocol):
         self.reason = reason
         if not self.port.called:
             self.port.errback(RuntimeError(self.output.decode(errors="replace")))
+        self._check()
         self.ended.callback(None)
 
 
@@ -199,6 +258,7 @@ def twistd(
     transport = reactor.spawnProcess(
         process, sys.executable, argv, env=dict(os.environ), path=os.getcwd()
     )
+    process.transport = transport
 
     def stop() -> Deferred[None]:
         if not process.ended.called:
@@ -207,6 +267,41 @@ def twistd(
 
     case.addCleanup(stop)
     return process, stop
+
+
+def twistdProxy(
+    case: TestCase, upstreamPort: int, *extra: str
+) -> Tuple[_Twistd, Callable[[], Deferred[None]]]:
+    """
+    Start a real C{twistd -n stream-proxy} on 127.0.0.1 that forwards to
+    C{upstreamPort}, with the C{extra} options.
+    """
+    return twistd(
+        case,
+        [
+            "stream-proxy",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--connect",
+            f"tcp:127.0.0.1:{upstreamPort}",
+            *extra,
+        ],
+        rb"ProxyFactory starting on (\d+)",
+    )
+
+
+def twistdRandomIntegers(
+    case: TestCase, *extra: str
+) -> Tuple[_Twistd, Callable[[], Deferred[None]]]:
+    """
+    Start a real C{twistd -n random-integers} on 127.0.0.1, with the
+    C{extra} options.
+    """
+    return twistd(
+        case,
+        ["random-integers", "--port", "tcp:0:interface=127.0.0.1", *extra],
+        rb"RandomIntegerFactory starting on (\d+)",
+    )
 
 
 class TwistdTests(TestCase):
@@ -234,3 +329,18 @@ class TwistdTests(TestCase):
         await stop()
         self.assertIn(b"Server Shut Down", process.output)
         self.assertNotIn(b"Traceback", process.output)
+
+    async def test_idleClientToldAndClosed(self) -> None:
+        """
+        A client of a real C{twistd random-integers --idle-timeout 1} that
+        sends nothing gets an C{error:} line saying why and is closed, and
+        the server logs it.
+        """
+        process, stop = twistdRandomIntegers(self, "--idle-timeout", "1")
+        port = await process.port
+        client = _Client()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        data = await client.done
+        self.assertEqual(data, PROMPT + b"error: no request in 1 seconds\r\n")
+        await process.waitFor(rb"Served [^\n]*\(idle timeout\)")
+        await stop()

@@ -52,7 +52,7 @@ if skipTLS is None:
         CertificateOptions,
         optionsForClientTLS,
     )
-from twisted_streaming.test.test_plugin import twistd
+from twisted_streaming.test.test_plugin import twistdProxy
 
 reactor: Any = _globalReactor
 
@@ -687,11 +687,11 @@ class TimeoutAndLimitTests(SynchronousTestCase):
         self.assertEqual(
             formatEvent(event),
             f"Proxied {transport.getPeer()}: 3 bytes up, 0 bytes down in "
-            "0.000s (client lost)",
+            "0.000s, copied (client lost)",
         )
         self.assertEqual(
-            [event[k] for k in ("client", "up", "down", "duration", "reason")],
-            [transport.getPeer(), 3, 0, 0, "client lost"],
+            [event[k] for k in ("client", "up", "down", "duration", "path", "reason")],
+            [transport.getPeer(), 3, 0, 0, "copied", "client lost"],
         )
 
     def test_connectTimeoutAppliedOnce(self) -> None:
@@ -929,6 +929,13 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         self.assertTrue(service.factory.zeroCopy)
         options = self.parse("-l", "tcp:1:backlog=7", "-c", "unix:/x")
         self.assertEqual(options["listen"], "tcp:1:backlog=7")
+        for listen, given in [
+            ("haproxy:tcp:8080", "haproxy:tcp:8080:backlog=1024"),
+            ("ssl:443:privateKey=k.pem", "ssl:443:privateKey=k.pem:backlog=1024"),
+            ("unix:/run/p.sock", "unix:/run/p.sock:backlog=1024"),
+            ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+        ]:
+            self.assertEqual(self.parse("-l", listen, "-c", "unix:/x")["listen"], given)
         self.assertIsNone(options["idle-timeout"])
         options = self.parse("-l", "tcp:1", "-c", "tcp:h:1", "--no-zero-copy")
         self.assertTrue(options["no-zero-copy"])
@@ -956,18 +963,7 @@ class ProxyPluginTests(ProxyTestsMixin, TestCase):
         Start a real C{twistd -n stream-proxy} on 127.0.0.1 that forwards to
         C{upstreamPort}, with the C{extra} options.
         """
-        return twistd(
-            self,
-            [
-                "stream-proxy",
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-                "--connect",
-                f"tcp:127.0.0.1:{upstreamPort}",
-                *extra,
-            ],
-            rb"ProxyFactory starting on (\d+)",
-        )
+        return twistdProxy(self, upstreamPort, *extra)
 
     async def test_realTwistd(self) -> None:
         """

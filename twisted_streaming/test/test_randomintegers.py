@@ -5,6 +5,8 @@ Tests for the random-integer server, L{twisted_streaming.randomintegers}.
 from __future__ import annotations
 
 import random
+import re
+import resource
 import socket
 import struct
 from collections import Counter
@@ -383,3 +385,244 @@ class RealTCPTests(TestCase):
         assert server.producer is not None
         self.assertTrue(server.producer.producing)
         self.assertGreater(len(busy.data), 0)
+
+
+class LimitsTests(SynchronousTestCase):
+    """
+    The random-integer server's idle timeout, connection limit and drain,
+    over L{StringTransport}s on a L{Clock}.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = RandomIntegerFactory(
+            seed=3, reactor=self.clock, idleTimeout=5, maxConnections=2
+        )
+
+    def connect(self) -> Any:
+        transport = StringTransport()
+        protocol: Any = self.factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def end(self, protocol: Any, transport: StringTransport) -> None:
+        """
+        What the reactor does once a closing transport has gone.
+        """
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(Exception("closed")))
+
+    def test_idleWithoutRequest(self) -> None:
+        """
+        A client that sends no request line within the idle timeout gets an
+        C{error:} line saying so and is closed; its data (even a partial
+        line) keeps it alive until then; it is counted.
+        """
+        protocol, transport = self.connect()
+        self.clock.advance(4)
+        protocol.dataReceived(b"12")
+        self.clock.advance(4)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertEqual(
+            transport.value(), PROMPT + b"error: no request in 5 seconds\r\n"
+        )
+        self.end(protocol, transport)
+        self.assertEqual(dict(self.factory.limits.errors), {"idle timeout": 1})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stalledReaderCutOff(self) -> None:
+        """
+        A client being sent integers that reads none of them for the idle
+        timeout is cut off (aborted: its buffer is full of integers).
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"1000000\r\n")
+        # The transport's buffer is full before the first batch.
+        protocol.producer.pauseProducing()
+        self.clock.advance(0)
+        aborted: List[bool] = []
+        transport.abortConnection = lambda: aborted.append(True)
+        self.clock.advance(4.9)
+        self.assertEqual(aborted, [])
+        self.clock.advance(0.1)
+        self.assertEqual(aborted, [True])
+        protocol.connectionLost(Failure(Exception("aborted")))
+        self.assertEqual(dict(self.factory.limits.errors), {"idle timeout": 1})
+
+    def test_unreadEndCutOff(self) -> None:
+        """
+        A client sent all its integers that leaves the last of them unread
+        (its connection still closing) is cut off after the idle timeout.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"10\r\n")
+        self.clock.advance(0)
+        self.assertTrue(transport.disconnecting)
+        aborted: List[bool] = []
+        transport.abortConnection = lambda: aborted.append(True)
+        self.clock.advance(5)
+        self.assertEqual(aborted, [True])
+        protocol.connectionLost(Failure(Exception("aborted")))
+        self.assertEqual(dict(self.factory.limits.errors), {"idle timeout": 1})
+
+    def test_tooMany(self) -> None:
+        """
+        Beyond C{maxConnections}, a client gets an C{error:} line and is
+        closed, and is counted; once one has gone, a new client is served.
+        """
+        first, firstTransport = self.connect()
+        self.connect()
+        _, transport = self.connect()
+        self.assertEqual(
+            transport.value(),
+            b"error: too many connections (2 open), try again later\r\n",
+        )
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.factory.limits.refused, 1)
+        first.dataReceived(b"0\r\n")
+        self.end(first, firstTransport)
+        _, transport = self.connect()
+        self.assertEqual(transport.value(), PROMPT)
+        self.clock.advance(60)
+
+    def test_drain(self) -> None:
+        """
+        Draining, a client still to ask is told and closed; one being sent
+        integers carries on to the end.
+        """
+        waiting, waitingTransport = self.connect()
+        streaming, streamingTransport = self.connect()
+        streaming.dataReceived(b"100000\r\n")
+        streaming.producer.pauseProducing()
+        self.factory.limits.drain()
+        self.assertEqual(
+            waitingTransport.value(), PROMPT + b"error: server shutting down\r\n"
+        )
+        self.end(waiting, waitingTransport)
+        self.assertFalse(streamingTransport.disconnecting)
+        streaming.producer.resumeProducing()
+        self.clock.advance(0)
+        self.assertEqual(len(values(streamingTransport.value()[len(PROMPT) :])), 100000)
+        self.end(streaming, streamingTransport)
+        self.assertEqual(dict(self.factory.limits.errors), {"shutdown": 1})
+
+    def test_oneLogLine(self) -> None:
+        """
+        Each connection's end is logged once, with its integers, bytes and
+        why it ended.
+        """
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        events: List[Any] = []
+        observer: Any = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"10\r\n")
+        self.clock.advance(0)
+        self.end(protocol, transport)
+        served = [e for e in events if e.get("log_format", "").startswith("Served")]
+        self.assertEqual(len(served), 1)
+        self.assertEqual(served[0]["log_level"], LogLevel.info)
+        self.assertEqual((served[0]["integers"], served[0]["reason"]), (10, "done"))
+        self.assertEqual(served[0]["size"], len(transport.value()) - len(PROMPT))
+
+
+class FirstLine(Protocol):
+    """
+    Fires C{line} with the first line it receives (or what it had when the
+    connection closed), and stays connected.
+    """
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.line: Deferred[bytes] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if b"\n" in self.data and not self.line.called:
+            self.line.callback(self.data[: self.data.index(b"\n") + 1])
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if not self.line.called:
+            self.line.callback(self.data)
+        self.lost.callback(None)
+
+
+class ManyIdleClientsTests(TestCase):
+    """
+    A real C{twistd random-integers} with its default limits stays healthy
+    when 5,000 clients connect at once and send nothing.
+    """
+
+    count = 5000
+
+    def setUp(self) -> None:
+        # Every client is a file descriptor here (twistd inherits the limit).
+        before = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = self.count + 1024
+        if before[0] < needed:
+            hard = before[1]
+            if hard != resource.RLIM_INFINITY and hard < needed:
+                hard = needed  # Root (as in CI) may raise the hard limit too.
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, before)
+
+    async def test_fiveThousandIdle(self) -> None:
+        """
+        5,000 clients that send nothing connect in five waves of 1,000 at
+        once, and every one is accepted and answered (a backlog of 1,024:
+        with Twisted's 50, most of a wave overflowed): the first 1,000 (the
+        default limit) are prompted and held, each of the others is told
+        there are too many connections and closed, and counted; then a new
+        client is answered at once, and served as soon as one of the held
+        clients leaves.
+
+        (Waves, not 5,000 at once: beyond the backlog the kernel drops the
+        final ACK of a handshake it answered with a SYN cookie, and a
+        client that sends nothing then waits for ever, whatever the
+        server does.)
+        """
+        from twisted_streaming.test.test_plugin import twistdRandomIntegers
+
+        process, stop = twistdRandomIntegers(self)
+        port = await process.port
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        clients: List[FirstLine] = []
+        lines: List[bytes] = []
+        for _ in range(self.count // 1000):
+            wave = [FirstLine() for _ in range(1000)]
+            for client in wave:
+                connectProtocol(endpoint, client)
+            lines += await gatherResults([c.line for c in wave])
+            clients += wave
+        counts = Counter(
+            "prompt" if line == PROMPT else line.split(b" (")[0] for line in lines
+        )
+        self.assertEqual(
+            counts, {"prompt": 1000, b"error: too many connections": self.count - 1000}
+        )
+        refused = [c for c, line in zip(clients, lines) if line != PROMPT]
+        await gatherResults([c.lost for c in refused])
+        # Healthy: a new client is answered, and served once a slot frees.
+        late = _Client(b"3\r\n")
+        await connectProtocol(endpoint, late)
+        self.assertTrue((await late.done).startswith(b"error: too many connections"))
+        held = [c for c in clients if c not in refused]
+        held[0].transport.loseConnection()  # type: ignore[union-attr]
+        await held[0].lost
+        await process.waitFor(rb"Served [^\n]*\(closed\)")
+        served = _Client(b"3\r\n")
+        await connectProtocol(endpoint, served)
+        data = await served.done
+        self.assertEqual(len(values(data[len(PROMPT) :])), 3)
+        for client in held[1:]:
+            client.transport.abortConnection()  # type: ignore[union-attr]
+        await gatherResults([c.lost for c in held])
+        await stop()
+        self.assertEqual(
+            len(re.findall(rb"Refusing ", process.output)),
+            self.count - 1000 + 1,
+        )
