@@ -202,24 +202,18 @@ class Merge(Flow):
 
     # Inputs
 
-    def _deliver(self, source: MergeInput, item: Any, size: int) -> None:
+    def _writeFailed(self, error: Exception, item: Any, size: int) -> None:
         """
-        Write C{item} from C{source} to the consumer, whole.
+        The consumer raised C{error} from writing C{item}, just counted:
+        fail, with context.
         """
-        self.bytesWritten += size
-        self.chunksWritten += 1
-        if size > self._largest:
-            self._largest = size
-        try:
-            self.consumer.write(item)
-        except Exception as error:
-            self._fail(
-                error,
-                item=item,
-                itemIndex=self.chunksWritten - 1,
-                itemOffset=self.bytesWritten - size,
-                itemOf=f"its output (written to {self.consumer!r})",
-            )
+        self._fail(
+            error,
+            item=item,
+            itemIndex=self.chunksWritten - 1,
+            itemOffset=self.bytesWritten - size,
+            itemOf=f"its output (written to {self.consumer!r})",
+        )
 
     def _inputEnded(self, ended: MergeInput, failure: Optional[Failure]) -> None:
         try:
@@ -481,7 +475,17 @@ class MergeInput:
         if not self._moved:
             self._moved = True
             merge._moved.append(self)
-        merge._deliver(self, (self.tag, data) if self._tagged else data, size)
+        # Delivered whole, here rather than in a method of the merge: this
+        # is the cost of every write.
+        item = (self.tag, data) if self._tagged else data
+        merge.bytesWritten += size
+        merge.chunksWritten += 1
+        if size > merge._largest:
+            merge._largest = size
+        try:
+            merge.consumer.write(item)
+        except Exception as error:
+            merge._writeFailed(error, item, size)
         if not self._up.streaming and self._up.producer is not None:
             self._wrote = True
             if self._stepping:
@@ -490,7 +494,7 @@ class MergeInput:
                 # A write of its own accord: ask it again, as a transport
                 # would.
                 self._wants = True
-                if not merge.paused:
+                if not merge._pause.paused:
                     merge._wake(self)
                     self._turns().wake()
 
