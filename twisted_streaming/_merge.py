@@ -337,6 +337,7 @@ class Merge(Flow):
 
     def _flowEnded(self, reason: Optional[Failure]) -> None:
         inputs, self._inputs = self._inputs, []
+        self._order, self._moved, self._awake = [], [], []
         for each in inputs:
             each._stop()
 
