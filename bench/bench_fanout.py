@@ -377,9 +377,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     async def run(reactor: Any) -> None:
         report(await measure(reactor, size, runs), size, runs)
+        inProcess(writes, 3 if args.quick else 7)
 
     react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
-    inProcess(writes, 3 if args.quick else 7)
 
 
 if __name__ == "__main__":
