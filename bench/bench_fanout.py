@@ -4,6 +4,7 @@ one connection against one producer writing the same bytes directly, and
 L{Broadcast} to N connections against N producers each writing to its own.
 
     python -m bench.bench_fanout [--quick] [--mib N] [--runs N]
+    python -m bench.bench_fanout --in-process [--writes N] [--runs N]
 
 Merge: N = 2, 8 and 64 push producers (64 KiB chunks) each write 1/N of
 the bytes into a L{Merge} registered with one connection; "direct" is one
@@ -18,6 +19,15 @@ connection (bytes per connection over the time from the first write to the
 last connection closed), its ratio to direct, and this process's CPU
 seconds per GiB delivered (summed over the connections).  The tables are printed and the series written to
 C{bench/results/fanout.csv}.
+
+A last table (alone with C{--in-process}) is the per-write CPU cost of the
+merge itself, with no socket: the same producers write C{N} 64 KiB chunks
+in all into a fake transport on a L{Clock} that pauses its producer on
+every write leaving more than 64 KiB buffered and empties its buffer and
+resumes the producer on the next clock step, so the merge is paused and
+resumed every two writes, as a loopback connection does.  For each case,
+the median over the runs of this process's CPU nanoseconds per write,
+directly and through the merge.
 """
 
 from __future__ import annotations
@@ -33,10 +43,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.task import react
+from twisted.internet.interfaces import IConsumer
+from twisted.internet.task import Clock, react
+from zope.interface import implementer
 
 from bench.bench_stages import TIMEOUT, Chunks, Connection, Sink, cpuSeconds
 from twisted_streaming import Broadcast, Merge
+from twisted_streaming._flow import Upstream
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 CHUNK = 64 * 1024
@@ -247,17 +260,124 @@ def report(results: Results, size: int, runs: int) -> None:
         writer.writerows(rows)
 
 
+@implementer(IConsumer)
+class FakeTransport:
+    """
+    Buffer counts, not bytes: pause a streaming producer on every write
+    that leaves more than C{threshold} buffered, as a transport does, and
+    empty the buffer and resume the producer on the next clock step.
+    """
+
+    def __init__(self, clock: Clock, threshold: int = CHUNK) -> None:
+        self.clock = clock
+        self.threshold = threshold
+        self.buffered = 0
+        self.written = 0
+        self._up = Upstream(self)
+        self._drain: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self._up.register(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self._up.unregister()
+
+    def write(self, data: bytes) -> None:
+        self.buffered += len(data)
+        self.written += len(data)
+        if self._drain is None:
+            self._drain = self.clock.callLater(0.001, self.drain)
+        if self.buffered > self.threshold:
+            self._up.pause(repeat=True)
+
+    def drain(self) -> None:
+        self._drain = None
+        self.buffered = 0
+        self._up.resume()
+
+
+def writeOnce(inputs: Optional[int], writes: int) -> float:
+    """
+    Write C{writes} 64 KiB chunks into a L{FakeTransport}, from C{inputs}
+    producers through a L{Merge}, or from one producer directly if
+    L{None}.
+
+    @return: CPU nanoseconds per write.
+    """
+    clock = Clock()
+    transport = FakeTransport(clock)
+    chunk = b"x" * CHUNK
+    began = time.process_time_ns()
+    if inputs is None:
+        done = Chunks(chunk, writes, reactor=clock).startProducing(transport)
+    else:
+        merge = Merge(transport, reactor=clock)
+        for _ in range(inputs):
+            Chunks(chunk, writes // inputs, reactor=clock).startProducing(merge.input())
+        merge.close()
+        done = merge.done
+    results: List[Any] = []
+    done.addBoth(results.append)
+    # Bounded: each step drains the buffer, so at least one write a step.
+    for _ in range(2 * writes + 10):
+        if results:
+            break
+        clock.advance(0.001)
+    ns = time.process_time_ns() - began
+    expected = writes // (inputs or 1) * (inputs or 1) * CHUNK
+    if results != [expected] or transport.written != expected:
+        raise RuntimeError(f"wrote {transport.written} of {expected}: {results}")
+    return ns / (expected // CHUNK)
+
+
+def inProcess(writes: int, runs: int) -> None:
+    """
+    Print the median CPU nanoseconds per write, directly and through a
+    L{Merge} of 2, 8 and 64 inputs, interleaving the cases over C{runs}
+    runs.
+    """
+    cases: List[Optional[int]] = [None, *INPUTS]
+    samples: Dict[Optional[int], List[float]] = {n: [] for n in cases}
+    for _ in range(runs):
+        for n in cases:
+            samples[n].append(writeOnce(n, writes))
+    out = sys.stdout.write
+    out(
+        f"\nMerge in process: {writes} writes of 64 KiB into a fake transport"
+        f" pausing every 2 writes, median of {runs}\n"
+    )
+    out(f"{'inputs':>7}  {'route':<10}{'ns/write':>10}{'x direct':>10}\n")
+    direct = statistics.median(samples[None])
+    for n in cases:
+        ns = statistics.median(samples[n])
+        label, route = ("1", "direct") if n is None else (str(n), "merge")
+        out(f"{label:>7}  {route:<10}{ns:>10.0f}{ns / direct:>10.2f}\n")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few-second run")
     parser.add_argument("--mib", type=int, default=None, help="MiB per transfer")
     parser.add_argument("--runs", type=int, default=None, help="runs per case")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="only the per-write CPU of the merge, with no socket",
+    )
+    parser.add_argument(
+        "--writes", type=int, default=None, help="writes per in-process run"
+    )
     args = parser.parse_args(argv)
+    writes = args.writes or (8192 if args.quick else 32768)
+    if args.in_process:
+        inProcess(writes, args.runs or 7)
+        return
     size = (args.mib or (64 if args.quick else 512)) * 2**20
     runs = args.runs or (1 if args.quick else 3)
 
     async def run(reactor: Any) -> None:
         report(await measure(reactor, size, runs), size, runs)
+        inProcess(writes, 3 if args.quick else 7)
 
     react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
 

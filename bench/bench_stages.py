@@ -63,8 +63,8 @@ class Chunks(BasePushProducer):
     Write C{chunk} C{count} times.
     """
 
-    def __init__(self, chunk: bytes, count: int) -> None:
-        super().__init__()
+    def __init__(self, chunk: bytes, count: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.chunk = chunk
         self.left = count
 

@@ -5,6 +5,7 @@ whole writes, fair shares and tags.
 
 from __future__ import annotations
 
+from bisect import insort
 from typing import Any, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred
@@ -124,6 +125,18 @@ class Merge(Flow):
         self._inputFailure: Optional[Failure] = None
         # The inputs still to resume in this round, the next one last.
         self._round: List[MergeInput] = []
+        # Every input, least served first (by _turnOf), except that those
+        # in _moved may have moved since: they are put back in place on the
+        # next resume, so that a resume costs the few inputs that wrote,
+        # not a sort of all.
+        self._order: List[MergeInput] = []
+        self._moved: List[MergeInput] = []
+        # The most any input has been served; recounted if stale (the one
+        # that held it ended).
+        self._top = 0
+        self._topStale = False
+        # The inputs that may be resumed: the only ones a pause must reach.
+        self._awake: List[MergeInput] = []
         self.done: Deferred[int] = self._start(consumer, True)
 
     @property
@@ -148,6 +161,7 @@ class Merge(Flow):
         self._made += 1
         if self._state is RUNNING:
             self._inputs.append(made)
+            insort(self._order, made, key=_turnOf)
         else:
             made.ended = True
         return made
@@ -188,30 +202,28 @@ class Merge(Flow):
 
     # Inputs
 
-    def _deliver(self, source: MergeInput, item: Any, size: int) -> None:
+    def _writeFailed(self, error: Exception, item: Any, size: int) -> None:
         """
-        Write C{item} from C{source} to the consumer, whole.
+        The consumer raised C{error} from writing C{item}, just counted:
+        fail, with context.
         """
-        self.bytesWritten += size
-        self.chunksWritten += 1
-        if size > self._largest:
-            self._largest = size
-        try:
-            self.consumer.write(item)
-        except Exception as error:
-            self._fail(
-                error,
-                item=item,
-                itemIndex=self.chunksWritten - 1,
-                itemOffset=self.bytesWritten - size,
-                itemOf=f"its output (written to {self.consumer!r})",
-            )
+        self._fail(
+            error,
+            item=item,
+            itemIndex=self.chunksWritten - 1,
+            itemOffset=self.bytesWritten - size,
+            itemOf=f"its output (written to {self.consumer!r})",
+        )
 
     def _inputEnded(self, ended: MergeInput, failure: Optional[Failure]) -> None:
         try:
             self._inputs.remove(ended)
         except ValueError:
             pass
+        else:
+            self._order.remove(ended)
+            if ended.served >= self._top:
+                self._topStale = True
         if failure is not None and self._inputFailure is None:
             self._inputFailure = failure
         self._maybeDone()
@@ -233,18 +245,48 @@ class Merge(Flow):
         can pause the merge before every other input has been resumed, and
         paused again.
         """
-        inputs = self._inputs
-        if not inputs:
+        order = self._order
+        if not order:
             return
-        top = max(each.served for each in inputs)
-        floor = top - max(self.catchUp, 2 * self._largest)
-        for each in inputs:
-            if each.served < floor:
+        if self._moved:
+            self._replace(self._moved)
+            self._moved = []
+        if self._topStale:
+            self._top = max(each.served for each in order)
+            self._topStale = False
+        floor = self._top - max(self.catchUp, 2 * self._largest)
+        if order[0].served < floor:
+            # The least served come first: raise them, then put them back in
+            # place among those served as much.
+            behind = 0
+            for each in order:
+                if each.served > floor:
+                    break
                 each.served = floor
+                behind += 1
+            order[:behind] = sorted(order[:behind], key=_turnOf)
         # Among equals, the one that wrote least recently.
-        self._round = sorted(inputs, key=_turnOf)
-        self._round.reverse()
+        self._round = order[::-1]
         self._resumeRound(1 << 62)
+
+    def _replace(self, moved: List[MergeInput]) -> None:
+        """
+        Put the inputs that wrote since the last resume back in place in
+        L{_order}.
+        """
+        order = self._order
+        if 4 * len(moved) > len(order):
+            for each in moved:
+                each._moved = False
+            order.sort(key=_turnOf)
+            return
+        for each in moved:
+            each._moved = False
+            if not each.ended:
+                order.remove(each)
+        for each in moved:
+            if not each.ended:
+                insort(order, each, key=_turnOf)
 
     def _resumeRound(self, most: int) -> bool:
         """
@@ -262,11 +304,20 @@ class Merge(Flow):
             if each.ended:
                 continue
             most -= 1
+            self._wake(each)
             before = self.chunksWritten
             if each._resume() and self.chunksWritten == before and pending:
                 self._turns().wake()
                 return True
         return bool(pending) and not pause.paused
+
+    def _wake(self, each: MergeInput) -> None:
+        """
+        C{each} may be resumed from now on: the next pause must reach it.
+        """
+        if not each._awake:
+            each._awake = True
+            self._awake.append(each)
 
     # The flow core's hooks
 
@@ -276,22 +327,24 @@ class Merge(Flow):
     def _flowPauseChanged(self, paused: bool) -> None:
         if paused:
             self._round.clear()
-            for each in self._inputs:
-                up = each._up
-                # Most were never resumed in this round: skip them cheaply.
-                if not (up.paused and up.streaming):
+            awake, self._awake = self._awake, []
+            for each in awake:
+                each._awake = False
+                if not each.ended:
                     each._pause()
         else:
             self._resumeInputs()
 
     def _flowEnded(self, reason: Optional[Failure]) -> None:
         inputs, self._inputs = self._inputs, []
+        self._order, self._moved, self._awake = [], [], []
         for each in inputs:
             each._stop()
 
 
-def _turnOf(each: MergeInput) -> Tuple[int, int]:
-    return each.served, each._lastWrite
+def _turnOf(each: MergeInput) -> Tuple[int, int, int]:
+    # The index keeps the order of inputs that never wrote.
+    return each.served, each._lastWrite, each._index
 
 
 @implementer(IFinishableConsumer)
@@ -340,6 +393,9 @@ class MergeInput:
         self.served = 0
         # The merge's count of writes when this input last wrote.
         self._lastWrite = -1
+        # In the merge's _moved, and _awake lists.
+        self._moved = False
+        self._awake = False
 
     def __repr__(self) -> str:
         tag = f" {self.tag!r}" if self._tagged else ""
@@ -381,7 +437,9 @@ class MergeInput:
         self._last = producer
         if self.ended:
             self._up.stop()
-        elif streaming:
+            return
+        self._merge._wake(self)
+        if streaming:
             if self._merge.paused:
                 self._up.pause()
         else:
@@ -410,10 +468,25 @@ class MergeInput:
         size = len(data) if isinstance(data, BYTES) else 1
         self.bytesWritten += size
         self.chunksWritten += 1
-        self.served += size
         merge = self._merge
+        served = self.served = self.served + size
+        if served > merge._top:
+            merge._top = served
         self._lastWrite = merge.chunksWritten
-        merge._deliver(self, (self.tag, data) if self._tagged else data, size)
+        if not self._moved:
+            self._moved = True
+            merge._moved.append(self)
+        # Delivered whole, here rather than in a method of the merge: this
+        # is the cost of every write.
+        item = (self.tag, data) if self._tagged else data
+        merge.bytesWritten += size
+        merge.chunksWritten += 1
+        if size > merge._largest:
+            merge._largest = size
+        try:
+            merge.consumer.write(item)
+        except Exception as error:
+            merge._writeFailed(error, item, size)
         if not self._up.streaming and self._up.producer is not None:
             self._wrote = True
             if self._stepping:
@@ -422,7 +495,8 @@ class MergeInput:
                 # A write of its own accord: ask it again, as a transport
                 # would.
                 self._wants = True
-                if not merge.paused:
+                if not merge._pause.paused:
+                    merge._wake(self)
                     self._turns().wake()
 
     # IFinishableConsumer
