@@ -13,7 +13,6 @@ from twisted.python.failure import Failure
 
 from twisted_streaming._fanout import FanOut, FanOutput
 from twisted_streaming._flow import BYTES, FAILED, WaterMarkBuffer
-from twisted_streaming.interfaces import ConsumerFinished
 
 __all__ = ["Balance"]
 
@@ -78,13 +77,9 @@ class Balance(FanOut):
 
         @raise ConsumerFinished: If it has been finished.
         """
-        if self._finishing:
-            if self._failure is None:
-                raise ConsumerFinished(f"{self!r} has been finished")
+        size = self._accept(data)
+        if size is None:
             return
-        size = len(data) if isinstance(data, BYTES) else 1
-        self.bytesIn += size
-        self.chunksIn += 1
         if self._held or not self._send(data, size):
             self._held.append(data)
             self._regulate()

@@ -13,8 +13,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_streaming._fanout import FanOut, FanOutput
-from twisted_streaming._flow import BYTES, FAILED, RUNNING, STOPPED, getReactor
-from twisted_streaming.interfaces import ConsumerFinished, ConsumerTooSlow
+from twisted_streaming._flow import FAILED, RUNNING, STOPPED, getReactor
+from twisted_streaming.interfaces import ConsumerTooSlow
 
 __all__ = ["Broadcast"]
 
@@ -130,14 +130,9 @@ class Broadcast(FanOut):
 
         @raise ConsumerFinished: If it has been finished.
         """
-        if self._finishing:
-            if self._failure is None:
-                raise ConsumerFinished(f"{self!r} has been finished")
-            # Failed or cancelled: the source was stopped; this is late.
+        size = self._accept(data)
+        if size is None:
             return
-        size = len(data) if isinstance(data, BYTES) else 1
-        self.bytesIn += size
-        self.chunksIn += 1
         maxLag = self.maxLag
         copies = 0
         for output in self._snapshot:

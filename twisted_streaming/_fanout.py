@@ -17,12 +17,13 @@ from zope.interface import implementer
 
 from twisted_streaming._failure import failureWithContext
 from twisted_streaming._flow import (
+    BYTES,
     FAILED,
     STOPPED,
     Flow,
+    OnTurnLoop,
     Task,
     Upstream,
-    turnLoop,
 )
 from twisted_streaming.interfaces import ConsumerFinished, IFinishableConsumer
 
@@ -84,7 +85,7 @@ class FanOutput(Flow):
 
 
 @implementer(IFinishableConsumer)
-class FanOut:
+class FanOut(OnTurnLoop):
     """
     A finishable consumer for one source that writes to several outputs.
     Subclasses say where each write goes (L{write}) and when the source is
@@ -266,6 +267,25 @@ class FanOut:
 
     # For subclasses
 
+    def _accept(self, data: Any) -> Optional[int]:
+        """
+        Count a write of C{data} from the source.
+
+        @return: Its size (1 for an item that is not bytes), or L{None} if
+            it comes late, after a failure or cancellation stopped the
+            source, and is to be dropped.
+
+        @raise ConsumerFinished: If it has been finished.
+        """
+        if self._finishing:
+            if self._failure is None:
+                raise ConsumerFinished(f"{self!r} has been finished")
+            return None
+        size = len(data) if isinstance(data, BYTES) else 1
+        self.bytesIn += size
+        self.chunksIn += 1
+        return size
+
     def _blocked(self) -> bool:
         """
         Should the source be paused now?
@@ -338,13 +358,6 @@ class FanOut:
 
     # Internals
 
-    def _turns(self) -> Task:
-        task = self._task
-        if task is None:
-            cooperator = self._cooperator or turnLoop(self._reactor)
-            task = self._task = Task(cooperator, self._step)
-        return task
-
     def _regulate(self) -> None:
         """
         Pause the source while it is blocked, resume it (or wake the turn
@@ -411,9 +424,7 @@ class FanOut:
         """
         self._ended = self._finishing = True
         self._failure = failure
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._stopTurns()
         if failure is not None:
             self._up.stop()
         outputs = self._snapshot

@@ -78,6 +78,7 @@ __all__ = [
     "BufferedConsumer",
     "Completion",
     "Flow",
+    "OnTurnLoop",
     "PassThrough",
     "PauseFlag",
     "ReadingFlag",
@@ -729,8 +730,50 @@ STOPPED = "stopped"
 FAILED = "failed"
 
 
+class OnTurnLoop:
+    """
+    What has work of its own on a reactor's turn loop shares: one L{Task}
+    for the method L{_stepMethod} names, made when first needed on
+    C{_cooperator} if given, else on the turn loop of C{_reactor}, and
+    cancelled by L{_stopTurns} at the end.
+
+    @cvar _stepMethod: The name of the method that does one step of the
+        work and says whether there is more to do now.
+    """
+
+    _reactor: Optional[IReactorTime]
+    _cooperator: Optional[Cooperator]
+    _task: Optional[Task] = None
+    _stepMethod = "_step"
+
+    def _taskFor(self, step: Callable[[], bool]) -> Task:
+        """
+        A new task for C{step} on this object's turn loop (or cooperator):
+        also for a part with work of its own, such as each input of a
+        merge, which its owner cancels.
+        """
+        return Task(self._cooperator or turnLoop(self._reactor), step)
+
+    def _turns(self) -> Task:
+        """
+        This object's task, made when first needed.
+        """
+        task = self._task
+        if task is None:
+            task = self._task = self._taskFor(getattr(self, self._stepMethod))
+        return task
+
+    def _stopTurns(self) -> None:
+        """
+        Cancel the task, if there is one: nothing is scheduled any more.
+        """
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
+
 @implementer(IPushProducer)
-class Flow:
+class Flow(OnTurnLoop):
     """
     The lifecycle every producer of this package shares.
 
@@ -752,6 +795,7 @@ class Flow:
     reusable = False
 
     consumer: Any = None
+    _stepMethod = "_flowStep"
     bytesWritten: int = 0
     chunksWritten: int = 0
 
@@ -849,23 +893,6 @@ class Flow:
         Deferred fires after this returns.
         """
 
-    def _turns(self) -> Task:
-        """
-        This flow's task on its turn loop, made when first needed.
-        """
-        task = self._task
-        if task is None:
-            task = self._task = self._taskFor(self._flowStep)
-        return task
-
-    def _taskFor(self, step: Callable[[], bool]) -> Task:
-        """
-        A new task for C{step} on this flow's turn loop (or cooperator): for
-        a part of the flow with work of its own, such as each input of a
-        merge.  The flow's end path does not cancel it; its owner does.
-        """
-        return Task(self._cooperator or turnLoop(self._reactor), step)
-
     def _start(self, consumer: IConsumer, streaming: bool) -> Deferred[Any]:
         """
         Go from idle to running and register with C{consumer}, last.
@@ -958,9 +985,7 @@ class Flow:
     # The end path
 
     def _halt(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._stopTurns()
         if not self._registered:
             return
         self._registered = False
@@ -999,7 +1024,7 @@ class Flow:
 # Consumers that hold what they are written
 
 
-class BufferedConsumer:
+class BufferedConsumer(OnTurnLoop):
     """
     What a consumer that holds what it is written and deals with it later,
     on the turn loop, shares: its producer (an L{Upstream}: a streaming one
@@ -1094,13 +1119,6 @@ class BufferedConsumer:
         @return: Whether there is more to do now.
         """
         return False
-
-    def _turns(self) -> Task:
-        task = self._task
-        if task is None:
-            cooperator = self._cooperator or turnLoop(self._reactor)
-            task = self._task = Task(cooperator, self._step)
-        return task
 
     def _regulate(self) -> bool:
         """

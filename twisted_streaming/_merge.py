@@ -6,7 +6,7 @@ whole writes, fair shares and tags.
 from __future__ import annotations
 
 from bisect import insort
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
@@ -20,6 +20,7 @@ from twisted_streaming._flow import (
     FAILED,
     RUNNING,
     Flow,
+    OnTurnLoop,
     Task,
     Upstream,
 )
@@ -348,7 +349,7 @@ def _turnOf(each: MergeInput) -> Tuple[int, int, int]:
 
 
 @implementer(IFinishableConsumer)
-class MergeInput:
+class MergeInput(OnTurnLoop):
     """
     One input of a L{Merge}: a consumer that one producer at a time, push or
     pull, registers with and writes to.  Made by L{Merge.input} or
@@ -548,9 +549,7 @@ class MergeInput:
     def _end(self) -> None:
         self.ended = True
         self._wants = False
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._stopTurns()
 
     def _stop(self) -> None:
         """
@@ -580,11 +579,9 @@ class MergeInput:
             return True
         return False
 
-    def _turns(self) -> Task:
-        task = self._task
-        if task is None:
-            task = self._task = self._merge._taskFor(self._step)
-        return task
+    def _taskFor(self, step: Callable[[], bool]) -> Task:
+        # On the merge's turn loop.
+        return self._merge._taskFor(step)
 
     def _step(self) -> bool:
         """
