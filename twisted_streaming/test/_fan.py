@@ -21,6 +21,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from twisted_streaming import BasePushProducer
+from twisted_streaming.test.test_conformance import EventDrivenProducer
 from twisted_streaming.testing import BackpressureConsumer
 
 __all__ = [
@@ -75,7 +76,7 @@ class Framed(BasePushProducer):
         return self.chunk
 
 
-class Ticker(BasePushProducer):
+class Ticker(EventDrivenProducer):
     """
     A live feed: write L{frame}C{(ident, size)} every C{interval} seconds of
     C{reactor} while not paused (a paused feed skips its ticks), C{count}
@@ -85,44 +86,15 @@ class Ticker(BasePushProducer):
     def __init__(
         self, ident: int, size: int, count: int, interval: float, reactor: Any
     ) -> None:
-        super().__init__(reactor=reactor)
+        super().__init__(reactor, 0, interval)
         self.chunk = frame(ident, size)
         self.left = count
-        self.interval = interval
-        self.clock = reactor
-        self.timer: Any = None
 
-    def producingStarted(self) -> None:
-        if not self.paused:
-            self._arm()
-
-    def producingResumed(self) -> None:
-        self._arm()
-
-    def producingPaused(self) -> None:
-        self._disarm()
-
-    def producingStopped(self) -> None:
-        self._disarm()
-
-    def _arm(self) -> None:
-        if self.timer is None:
-            self.timer = self.clock.callLater(self.interval, self._tick)
-
-    def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _tick(self) -> None:
-        self.timer = None
+    def _next(self) -> Optional[bytes]:
         if self.left == 0:
-            self.finishProducing()
-            return
+            return None
         self.left -= 1
-        self.write(self.chunk)
-        if self.producing and not self.paused:
-            self._arm()
+        return self.chunk
 
 
 @implementer(IPushProducer)

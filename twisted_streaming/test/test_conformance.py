@@ -98,13 +98,15 @@ class GeneratedProducer(BasePushProducer):
 class EventDrivenProducer(BasePushProducer):
     """
     An event-driven producer whose source is a timer on the clock, paused
-    and stopped through the hooks.
+    and stopped through the hooks: every C{interval} seconds while not
+    paused it writes the next chunk (L{_next}), or finishes.
     """
 
-    def __init__(self, clock: Clock, count: int = 40) -> None:
+    def __init__(self, clock: Any, count: int = 40, interval: float = 0.01) -> None:
         super().__init__(reactor=clock)
         self.clock = clock
         self.pending = chunks(count)
+        self.interval = interval
         self.timer: Any = None
 
     def producingStarted(self) -> None:
@@ -124,19 +126,26 @@ class EventDrivenProducer(BasePushProducer):
 
     def _arm(self) -> None:
         if self.timer is None:
-            self.timer = self.clock.callLater(0.01, self._tick)
+            self.timer = self.clock.callLater(self.interval, self._tick)
 
     def _disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
+    def _next(self) -> Optional[bytes]:
+        """
+        The next chunk, or L{None} at the end.
+        """
+        return self.pending.pop(0) if self.pending else None
+
     def _tick(self) -> None:
         self.timer = None
-        if not self.pending:
+        chunk = self._next()
+        if chunk is None:
             self.finishProducing()
             return
-        self.write(self.pending.pop(0))
+        self.write(chunk)
         if self.producing and not self.paused:
             self._arm()
 
